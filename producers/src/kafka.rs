@@ -1,0 +1,227 @@
+//! The Kafka producer client shared by every producer and by the stage runtime's outputs.
+//!
+//! A send resolves only when the broker has acknowledged the record with acks=all; the producer
+//! is idempotent, so librdkafka's own retries never duplicate a record inside a partition.
+use std::time::Duration;
+
+use rdkafka::{
+    config::ClientConfig,
+    error::{KafkaError, RDKafkaErrorCode},
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord, Producer},
+};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Topic names. Every topic must exist before secpipe starts (`secpipe topics create`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Topics {
+    /// End-of-scan summaries from `/track`, SARIF runs and `secpipe produce scan-report`.
+    pub scan_results: String,
+    /// Records no stage could process, with their cause.
+    pub dead_letter: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self {
+            scan_results: "secpipe.scan-results".into(),
+            dead_letter: "secpipe.dead-letter".into(),
+        }
+    }
+}
+
+impl Topics {
+    /// Every topic secpipe reads or writes.
+    pub fn all(&self) -> Vec<&str> {
+        vec![self.scan_results.as_str(), self.dead_letter.as_str()]
+    }
+}
+
+/// How secpipe talks to Kafka (section `[kafka]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated `host:port`. Default `127.0.0.1:9092`.
+    pub brokers: String,
+    /// Client id prefix; each role appends its name. Default `secpipe`.
+    pub client_id: String,
+    /// How long a produced record may wait for the broker's acknowledgement before the send
+    /// fails (and the gateway answers 503). Default 10000 ms.
+    pub message_timeout_ms: u64,
+    /// How long librdkafka waits to fill a batch before sending it. Default 5 ms.
+    pub linger_ms: u64,
+    /// Consumer group session timeout: how soon a dead instance's partitions move to another.
+    /// Default 6000 ms.
+    pub session_timeout_ms: u64,
+    /// Partitions of each topic that `secpipe topics create` makes. Default 3.
+    pub partitions: i32,
+    /// Replication factor of created topics. Default 1 (the local single broker).
+    pub replication_factor: i32,
+    /// Topic names.
+    pub topics: Topics,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            client_id: "secpipe".into(),
+            message_timeout_ms: 10_000,
+            linger_ms: 5,
+            session_timeout_ms: 6_000,
+            partitions: 3,
+            replication_factor: 1,
+            topics: Topics::default(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// librdkafka settings common to producers, consumers and admin clients.
+    pub fn client_config(&self, role: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", format!("{}-{role}", self.client_id))
+            .set("broker.address.family", "v4");
+        c
+    }
+}
+
+/// A failed send.
+#[derive(Debug, Error)]
+pub enum ProduceError {
+    /// The broker did not acknowledge in time or cannot be reached; the caller may retry.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    /// The broker refused the record for a reason a retry will not fix.
+    #[error("broker rejected the record: {0}")]
+    Rejected(String),
+    /// The producer could not be created from its configuration.
+    #[error("producer configuration: {0}")]
+    Config(String),
+}
+
+impl ProduceError {
+    fn from_kafka(e: KafkaError) -> Self {
+        let code = e.rdkafka_error_code();
+        match code {
+            Some(
+                RDKafkaErrorCode::MessageTimedOut
+                | RDKafkaErrorCode::QueueFull
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::NotEnoughReplicas
+                | RDKafkaErrorCode::NotEnoughReplicasAfterAppend
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::NotLeaderForPartition,
+            ) => Self::Unavailable(e.to_string()),
+            _ => Self::Rejected(e.to_string()),
+        }
+    }
+}
+
+/// One record to produce.
+#[derive(Debug, Clone)]
+pub struct OutRecord<'a> {
+    pub topic: &'a str,
+    pub key: &'a [u8],
+    pub payload: &'a [u8],
+    /// Headers as (name, value).
+    pub headers: &'a [(&'a str, &'a [u8])],
+}
+
+/// Where an acknowledged record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Idempotent, acks=all producer. Cheap to clone; clones share one librdkafka client.
+#[derive(Clone)]
+pub struct EventProducer {
+    inner: FutureProducer,
+    timeout: Duration,
+}
+
+impl EventProducer {
+    /// A producer for `role` (used in the client id).
+    pub fn new(cfg: &KafkaConfig, role: &str) -> Result<Self, ProduceError> {
+        let inner: FutureProducer = cfg
+            .client_config(role)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4")
+            .set("linger.ms", cfg.linger_ms.to_string())
+            .set("message.timeout.ms", cfg.message_timeout_ms.to_string())
+            .set("queue.buffering.max.messages", "1000000")
+            .create()
+            .map_err(|e| ProduceError::Config(e.to_string()))?;
+        Ok(Self {
+            inner,
+            timeout: Duration::from_millis(cfg.message_timeout_ms),
+        })
+    }
+
+    /// Produces every record and waits until the broker acknowledged all of them. On error some
+    /// records may have been written: callers rely on stable record ids downstream, never on
+    /// "all or none" from Kafka.
+    pub async fn send_all(&self, records: &[OutRecord<'_>]) -> Result<Vec<Ack>, ProduceError> {
+        let mut pending = Vec::with_capacity(records.len());
+        for r in records {
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (name, value) in r.headers {
+                headers = headers.insert(Header {
+                    key: name,
+                    value: Some(*value),
+                });
+            }
+            let mut record = FutureRecord::to(r.topic)
+                .key(r.key)
+                .payload(r.payload)
+                .headers(headers);
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            loop {
+                match self.inner.send_result(record) {
+                    Ok(fut) => {
+                        pending.push(fut);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                        if tokio::time::Instant::now() < deadline =>
+                    {
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    Err((e, _)) => return Err(ProduceError::from_kafka(e)),
+                }
+            }
+        }
+        let mut acks = Vec::with_capacity(pending.len());
+        for fut in pending {
+            match fut.await {
+                Ok(Ok(d)) => acks.push(Ack {
+                    partition: d.partition,
+                    offset: d.offset,
+                }),
+                Ok(Err((e, _))) => return Err(ProduceError::from_kafka(e)),
+                Err(_) => return Err(ProduceError::Unavailable("producer shut down".into())),
+            }
+        }
+        Ok(acks)
+    }
+
+    /// Produces one record and waits for its acknowledgement.
+    pub async fn send(&self, record: OutRecord<'_>) -> Result<Ack, ProduceError> {
+        let acks = self.send_all(std::slice::from_ref(&record)).await?;
+        Ok(acks[0])
+    }
+
+    /// Waits up to `timeout` for every queued record to be acknowledged.
+    pub fn flush(&self, timeout: Duration) -> Result<(), ProduceError> {
+        self.inner.flush(timeout).map_err(ProduceError::from_kafka)
+    }
+}

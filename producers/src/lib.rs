@@ -1,0 +1,11 @@
+//! secpipe's producers: how events enter the pipeline.
+//!
+//! [`kafka::EventProducer`] is the one Kafka producer client (idempotent, acks=all) that the
+//! ingest gateway, the `secpipe produce` CLI and Rust agents share. [`scan_report`] turns the JSON
+//! a scan tool sends into a typed record; [`gateway`] is the HTTP front door.
+
+pub mod gateway;
+pub mod kafka;
+pub mod scan_report;
+
+pub use kafka::{EventProducer, KafkaConfig, OutRecord, ProduceError, Topics};

@@ -1,0 +1,131 @@
+//! Scan results: the end-of-scan summary a scan tool sends (`io.secpipe.scan.ScanReport`).
+use serde::{Deserialize, Serialize};
+
+use crate::codec::AvroRecord;
+
+/// One scan invocation's summary. Field docs live in `schemas/avro/scan/ScanReport.v1.avsc`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanReport {
+    pub id: String,
+    pub scan_mode: Option<String>,
+    pub tool: Option<String>,
+    pub repo_context: RepoContext,
+    pub repo_type: Vec<String>,
+    pub report_summary: Vec<ScannerSummary>,
+    /// Microseconds since the Unix epoch.
+    pub received_at: i64,
+}
+
+/// Where the scanned code came from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RepoContext {
+    pub branch: Option<String>,
+    pub pull_request: Option<bool>,
+    pub repository_name: Option<String>,
+    pub repository_uri: Option<String>,
+    pub revision_id: Option<String>,
+    pub invoked_by: Option<String>,
+}
+
+/// Findings of one scanner in one scan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScannerSummary {
+    pub scanner: String,
+    pub tool: Option<String>,
+    pub critical: i64,
+    pub high: i64,
+    pub medium: i64,
+    pub low: i64,
+    pub status: String,
+}
+
+impl AvroRecord for ScanReport {
+    const FULL_NAME: &'static str = "io.secpipe.scan.ScanReport";
+}
+
+impl ScanReport {
+    /// Kafka partition key: the repository, so one repository's scans stay in order.
+    pub fn partition_key(&self) -> &str {
+        self.repo_context
+            .repository_name
+            .as_deref()
+            .or(self.repo_context.repository_uri.as_deref())
+            .unwrap_or(&self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Codec, DecodeError};
+
+    pub(crate) fn sample() -> ScanReport {
+        ScanReport {
+            id: "9f1c2a3e-0000-4000-8000-000000000001".into(),
+            scan_mode: Some("ci".into()),
+            tool: Some("@ShiftLeft/scan".into()),
+            repo_context: RepoContext {
+                branch: Some("main".into()),
+                pull_request: Some(false),
+                repository_name: Some("payments-api".into()),
+                repository_uri: Some("https://git.example.com/team/payments-api".into()),
+                revision_id: Some("3f2a9c1".into()),
+                invoked_by: Some("alice".into()),
+            },
+            repo_type: vec!["nodejs".into(), "credscan".into()],
+            report_summary: vec![ScannerSummary {
+                scanner: "Source code analyzer for JavaScript".into(),
+                tool: Some("njsscan".into()),
+                critical: 1,
+                high: 2,
+                medium: 3,
+                low: 4,
+                status: "❌".into(),
+            }],
+            received_at: 1_700_000_000_123_456,
+        }
+    }
+
+    #[test]
+    fn scan_report_round_trips_through_single_object_framing() {
+        let codec = Codec::<ScanReport>::new().unwrap();
+        let bytes = codec.encode(&sample()).unwrap();
+        assert_eq!(&bytes[..2], &[0xC3, 0x01]);
+        assert_eq!(
+            &bytes[2..10],
+            &codec.current().fingerprint.to_le_bytes()[..]
+        );
+        assert_eq!(codec.decode(&bytes).unwrap(), sample());
+    }
+
+    #[test]
+    fn truncated_and_garbage_bytes_are_typed_errors() {
+        let codec = Codec::<ScanReport>::new().unwrap();
+        let bytes = codec.encode(&sample()).unwrap();
+        assert_eq!(codec.decode(&[]), Err(DecodeError::Empty));
+        assert!(matches!(
+            codec.decode(&bytes[..5]),
+            Err(DecodeError::TruncatedHeader { .. })
+        ));
+        assert!(matches!(
+            codec.decode(&bytes[..bytes.len() - 3]),
+            Err(DecodeError::Body { .. })
+        ));
+        assert!(matches!(
+            codec.decode(b"{\"json\":1}"),
+            Err(DecodeError::UnknownFraming(_))
+        ));
+        let mut unknown = bytes.clone();
+        unknown[2] ^= 0xFF;
+        assert!(matches!(
+            codec.decode(&unknown),
+            Err(DecodeError::UnknownFingerprint(_))
+        ));
+        let mut trailing = bytes;
+        trailing.push(0);
+        assert!(matches!(
+            codec.decode(&trailing),
+            Err(DecodeError::TrailingBytes { extra: 1, .. })
+        ));
+    }
+}

@@ -1,0 +1,118 @@
+//! Versioned migrations, tracked in `schema_migrations`. Every statement is written for
+//! ClickHouse 18.16 (the oldest server secpipe supports) and runs unchanged on current versions.
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::ClickHouseConfig;
+use crate::SinkError;
+
+/// One migration: a version, a name, and its SQL statements (separated by `;` lines).
+#[derive(Debug)]
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "scan_results",
+    sql: include_str!("migrations/0001_scan_results.sql"),
+}];
+
+#[derive(Debug, clickhouse::Row, Serialize, Deserialize)]
+struct Applied {
+    version: u32,
+    name: String,
+    applied_at: u32,
+}
+
+/// The statements of a migration: comment lines dropped first (they may contain `;`), then
+/// split on `;`.
+fn statements(sql: &str) -> Vec<String> {
+    let code: Vec<&str> = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect();
+    code.join("\n")
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Creates the database if needed and applies every migration not yet recorded. Safe to rerun.
+/// Returns the migrations applied by this call.
+pub async fn migrate(cfg: &ClickHouseConfig) -> Result<Vec<&'static Migration>, SinkError> {
+    let server = cfg.server_client();
+    server
+        .query(&format!("CREATE DATABASE IF NOT EXISTS `{}`", cfg.database))
+        .execute()
+        .await
+        .map_err(super::classify)?;
+    let db = cfg.client();
+    db.query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations \
+         (version UInt32, name String, applied_at DateTime) \
+         ENGINE = MergeTree ORDER BY version",
+    )
+    .execute()
+    .await
+    .map_err(super::classify)?;
+    let done: Vec<u32> = db
+        .query("SELECT version FROM schema_migrations")
+        .fetch_all::<u32>()
+        .await
+        .map_err(super::classify)?;
+    let mut applied = Vec::new();
+    for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
+        for stmt in statements(m.sql) {
+            db.query(&stmt).execute().await.map_err(|e| {
+                SinkError::Rejected(format!("migration {} ({}): {e}", m.version, m.name))
+            })?;
+        }
+        let mut insert = db
+            .insert::<Applied>("schema_migrations")
+            .await
+            .map_err(super::classify)?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(0);
+        insert
+            .write(&Applied {
+                version: m.version,
+                name: m.name.to_string(),
+                applied_at: now,
+            })
+            .await
+            .map_err(super::classify)?;
+        insert.end().await.map_err(super::classify)?;
+        tracing::info!(version = m.version, name = m.name, "migration applied");
+        applied.push(m);
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_split_on_semicolons_and_drop_comments() {
+        let s = statements(
+            "-- c; with a semicolon\nCREATE TABLE a (x UInt8) ENGINE = Log;\n\n-- d\nSELECT 1;\n",
+        );
+        assert_eq!(s, vec!["CREATE TABLE a (x UInt8) ENGINE = Log", "SELECT 1"]);
+    }
+
+    #[test]
+    fn migration_versions_are_strictly_increasing() {
+        for pair in MIGRATIONS.windows(2) {
+            assert!(pair[0].version < pair[1].version);
+        }
+    }
+}

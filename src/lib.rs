@@ -1,0 +1,12 @@
+//! The `secpipe` binary's library: configuration, the stage runtime that connects Kafka to the
+//! processors and sinks, topic administration, and the demo. The stage crates (`producers/`,
+//! `processors/`, `sinks/`, `schemas/`) never talk to Kafka consumers themselves; this crate does.
+
+pub mod config;
+pub mod demo;
+pub mod logging;
+pub mod roles;
+pub mod runtime;
+pub mod topics;
+
+pub use config::Settings;

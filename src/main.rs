@@ -1,0 +1,131 @@
+//! `secpipe`: every role of the pipeline as a subcommand.
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use secpipe::{
+    logging, roles,
+    runtime::{Shutdown, ShutdownTrigger},
+    Settings,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "secpipe",
+    version,
+    about = "Event-streaming pipeline for security data"
+)]
+struct Cli {
+    /// TOML configuration file (see secpipe.example.toml); SECPIPE__SECTION__KEY variables
+    /// override it.
+    #[arg(long, global = true, env = "SECPIPE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the ingest gateway (HTTP -> Kafka).
+    Gateway,
+    /// Run a sink.
+    Sink {
+        #[command(subcommand)]
+        sink: SinkCommand,
+    },
+    /// Run every role in one process.
+    Run,
+    /// Create or upgrade ClickHouse tables (safe to rerun).
+    Migrate,
+    /// Manage Kafka topics.
+    Topics {
+        #[command(subcommand)]
+        topics: TopicsCommand,
+    },
+    /// Run the pipeline on the local stack, feed it sample events, print what landed.
+    Demo,
+    /// Settings for the deploy/local scripts.
+    Stack {
+        #[command(subcommand)]
+        stack: StackCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SinkCommand {
+    /// Load processed topics into ClickHouse.
+    Clickhouse,
+}
+
+#[derive(Subcommand)]
+enum TopicsCommand {
+    /// Create every topic the pipeline needs (idempotent).
+    Create,
+}
+
+#[derive(Subcommand)]
+enum StackCommand {
+    /// Print shell assignments of the stack's ports and paths.
+    Env,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::load(cli.config.as_deref()).context("loading configuration")?;
+    if let Command::Stack {
+        stack: StackCommand::Env,
+    } = cli.command
+    {
+        for (k, v) in settings.stack_env() {
+            println!("{k}='{}'", v.replace('\'', "'\\''"));
+        }
+        return Ok(());
+    }
+    logging::init(&settings.log, cli.log_json);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let (trigger, shutdown) = Shutdown::new();
+        tokio::spawn(stop_on_signal(trigger));
+        match cli.command {
+            Command::Gateway => roles::gateway(settings, shutdown).await,
+            Command::Sink {
+                sink: SinkCommand::Clickhouse,
+            } => roles::clickhouse_loader(settings, shutdown).await,
+            Command::Run => roles::run_all(settings, shutdown).await,
+            Command::Migrate => {
+                let applied = secpipe_sinks::clickhouse::migrate(&settings.clickhouse).await?;
+                println!("{} migration(s) applied", applied.len());
+                Ok(())
+            }
+            Command::Topics {
+                topics: TopicsCommand::Create,
+            } => {
+                let created = secpipe::topics::create_all(&settings.kafka).await?;
+                println!("{} topic(s) created: {}", created.len(), created.join(", "));
+                Ok(())
+            }
+            Command::Demo => secpipe::demo::run(&settings).await,
+            Command::Stack { .. } => unreachable!("handled before the runtime starts"),
+        }
+    })
+}
+
+async fn stop_on_signal(trigger: ShutdownTrigger) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("stopping: finishing the work in hand");
+    trigger.trigger();
+}

@@ -1,0 +1,311 @@
+//! The stage runtime: the one consume → decode → batch → write → commit loop that every sink
+//! shares. Stages never talk to Kafka themselves.
+//!
+//! Guarantees: an offset is committed only after the sink acknowledged every record before it
+//! (or the record went to the dead-letter topic, acknowledged by the broker). After a crash the
+//! uncommitted tail is read again; sinks collapse the repeats by stable record ids.
+use std::{collections::BTreeMap, time::Duration};
+
+use rdkafka::{
+    consumer::{CommitMode, Consumer, StreamConsumer},
+    message::{BorrowedMessage, Message},
+    Offset, TopicPartitionList,
+};
+use secpipe_producers::{EventProducer, KafkaConfig, OutRecord};
+use secpipe_schemas::{now_micros, ops::DeadLetter, AvroRecord, Codec};
+use secpipe_sinks::{Sink, SinkError};
+use tokio::sync::watch;
+
+use crate::config::LoaderConfig;
+
+/// Resolves when the process is asked to stop. Clone it into every role.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+/// Triggers a [`Shutdown`].
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+impl Shutdown {
+    pub fn new() -> (ShutdownTrigger, Shutdown) {
+        let (tx, rx) = watch::channel(false);
+        (ShutdownTrigger(tx), Shutdown(rx))
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Waits until shutdown is triggered (or its trigger is dropped).
+    pub async fn wait(&mut self) {
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+}
+
+impl ShutdownTrigger {
+    pub fn trigger(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+/// Where a consumed record came from, kept until its batch is written (the original bytes go
+/// to the dead-letter topic if the destination rejects the record).
+struct Origin {
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+}
+
+fn origin_of(msg: &BorrowedMessage<'_>) -> Origin {
+    Origin {
+        partition: msg.partition(),
+        offset: msg.offset(),
+        key: msg.key().map(<[u8]>::to_vec),
+        payload: msg.payload().unwrap_or_default().to_vec(),
+    }
+}
+
+/// Builds a consumer in `group` subscribed to `topics`, committing only explicitly.
+pub fn consumer(
+    cfg: &KafkaConfig,
+    role: &str,
+    group: &str,
+    topics: &[&str],
+) -> anyhow::Result<StreamConsumer> {
+    let consumer: StreamConsumer = cfg
+        .client_config(role)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
+        .create()?;
+    consumer.subscribe(topics)?;
+    Ok(consumer)
+}
+
+/// The records read since the last commit: decoded records with their origins, and the highest
+/// offset read per partition (dead-lettered records included).
+struct Batch<R> {
+    records: Vec<R>,
+    origins: Vec<Origin>,
+    next_offsets: BTreeMap<i32, i64>,
+}
+
+impl<R> Batch<R> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            records: Vec::with_capacity(capacity),
+            origins: Vec::with_capacity(capacity),
+            next_offsets: BTreeMap::new(),
+        }
+    }
+
+    fn saw(&mut self, partition: i32, offset: i64) {
+        let next = self.next_offsets.entry(partition).or_insert(offset + 1);
+        *next = (*next).max(offset + 1);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.next_offsets.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.records.clear();
+        self.origins.clear();
+        self.next_offsets.clear();
+    }
+}
+
+/// Runs a sink until `shutdown`: reads `topic` in consumer group `cfg.group_id`, decodes each
+/// record with `S::Record`'s codec, writes batches by size and time, and commits after each
+/// written batch. Undecodable records and rows the destination rejects go to the dead-letter
+/// topic; while the destination is unavailable the batch is retried with backoff and nothing is
+/// committed.
+pub async fn run_sink<S>(
+    kafka: &KafkaConfig,
+    cfg: &LoaderConfig,
+    stage: &str,
+    topic: &str,
+    mut sink: S,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<()>
+where
+    S: Sink,
+    S::Record: AvroRecord,
+{
+    let codec = Codec::<S::Record>::new()?;
+    let consumer = consumer(kafka, stage, &cfg.group_id, &[topic])?;
+    let dlq = DeadLetters::new(kafka, stage)?;
+    let max_wait = Duration::from_millis(cfg.batch_max_wait_ms);
+    let mut batch = Batch::new(cfg.batch_max_rows);
+    let mut deadline = tokio::time::Instant::now() + max_wait;
+    tracing::info!(stage, topic, group = %cfg.group_id, "sink started");
+    loop {
+        let flush_now = tokio::select! {
+            biased;
+            _ = shutdown.wait() => break,
+            _ = tokio::time::sleep_until(deadline), if !batch.is_empty() => true,
+            msg = consumer.recv() => {
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(stage, error = %e, "consume error");
+                        continue;
+                    }
+                };
+                if batch.is_empty() {
+                    deadline = tokio::time::Instant::now() + max_wait;
+                }
+                let origin = origin_of(&msg);
+                batch.saw(origin.partition, origin.offset);
+                match codec.decode(&origin.payload) {
+                    Ok(record) => {
+                        batch.records.push(record);
+                        batch.origins.push(origin);
+                    }
+                    Err(e) => {
+                        tracing::warn!(stage, topic, partition = origin.partition,
+                            offset = origin.offset, error = %e,
+                            "undecodable record sent to the dead-letter topic");
+                        dlq.send(topic, &origin, &e.to_string()).await?;
+                    }
+                }
+                batch.records.len() >= cfg.batch_max_rows
+            }
+        };
+        if flush_now {
+            if !write_batch(&mut sink, cfg, stage, topic, &dlq, &batch, &mut shutdown).await? {
+                break; // stopped during an outage: nothing committed, the batch is read again
+            }
+            commit(&consumer, topic, &batch.next_offsets)?;
+            batch.clear();
+        }
+    }
+    // Finish the batch in hand: one attempt, committed only if it landed.
+    if !batch.is_empty()
+        && write_batch(&mut sink, cfg, stage, topic, &dlq, &batch, &mut shutdown).await?
+    {
+        commit(&consumer, topic, &batch.next_offsets)?;
+    }
+    consumer.unsubscribe();
+    tracing::info!(stage, "sink stopped");
+    Ok(())
+}
+
+/// Writes a batch, retrying while the destination is unavailable. Rows it rejects are isolated
+/// by splitting the batch and go to the dead-letter topic with the destination's message; the
+/// rest lands. Returns false if shutdown came before the batch could be written.
+#[allow(clippy::too_many_arguments)]
+async fn write_batch<S: Sink>(
+    sink: &mut S,
+    cfg: &LoaderConfig,
+    stage: &str,
+    topic: &str,
+    dlq: &DeadLetters,
+    batch: &Batch<S::Record>,
+    shutdown: &mut Shutdown,
+) -> anyhow::Result<bool> {
+    let mut ranges = vec![(0, batch.records.len())];
+    while let Some((lo, hi)) = ranges.pop() {
+        if lo == hi {
+            continue;
+        }
+        let mut backoff = Duration::from_millis(cfg.retry_initial_backoff_ms);
+        loop {
+            match sink.write(&batch.records[lo..hi]).await {
+                Ok(()) => break,
+                Err(SinkError::Unavailable(reason)) => {
+                    tracing::warn!(stage, %reason, retry_in_ms = backoff.as_millis() as u64,
+                        "destination unavailable; holding the batch, nothing committed");
+                    if shutdown.is_triggered() {
+                        return Ok(false);
+                    }
+                    tokio::select! {
+                        _ = shutdown.wait() => return Ok(false),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_millis(cfg.retry_max_backoff_ms));
+                }
+                Err(SinkError::Rejected(reason)) if hi - lo == 1 => {
+                    let origin = &batch.origins[lo];
+                    tracing::warn!(stage, topic, partition = origin.partition,
+                        offset = origin.offset, %reason, "row rejected; sent to the dead-letter topic");
+                    dlq.send(topic, origin, &reason).await?;
+                    break;
+                }
+                Err(SinkError::Rejected(_)) => {
+                    let mid = lo + (hi - lo) / 2;
+                    ranges.push((mid, hi));
+                    ranges.push((lo, mid));
+                    break;
+                }
+            }
+        }
+    }
+    Ok(true)
+}
+
+fn commit(
+    consumer: &StreamConsumer,
+    topic: &str,
+    next_offsets: &BTreeMap<i32, i64>,
+) -> anyhow::Result<()> {
+    if next_offsets.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (&partition, &next) in next_offsets {
+        tpl.add_partition_offset(topic, partition, Offset::Offset(next))?;
+    }
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+        // Typically a partition moved to another instance during a rebalance: that instance
+        // re-reads from the last commit, and the sink collapses the repeats.
+        tracing::warn!(topic, error = %e, "offset commit failed; records may be re-read");
+    }
+    Ok(())
+}
+
+/// Producer of dead-letter records for one stage.
+pub struct DeadLetters {
+    producer: EventProducer,
+    codec: Codec<DeadLetter>,
+    topic: String,
+    stage: String,
+}
+
+impl DeadLetters {
+    pub fn new(kafka: &KafkaConfig, stage: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            producer: EventProducer::new(kafka, &format!("{stage}-dlq"))?,
+            codec: Codec::new()?,
+            topic: kafka.topics.dead_letter.clone(),
+            stage: stage.to_string(),
+        })
+    }
+
+    /// Writes one dead letter and waits for the broker's acknowledgement.
+    async fn send(&self, topic: &str, origin: &Origin, error: &str) -> anyhow::Result<()> {
+        let letter = DeadLetter {
+            stage: self.stage.clone(),
+            topic: topic.to_string(),
+            partition: origin.partition,
+            offset: origin.offset,
+            key: origin.key.clone(),
+            payload: origin.payload.clone(),
+            error: error.to_string(),
+            failed_at: now_micros(),
+        };
+        let payload = self.codec.encode(&letter)?;
+        self.producer
+            .send(OutRecord {
+                topic: &self.topic,
+                key: origin.key.as_deref().unwrap_or_default(),
+                payload: &payload,
+                headers: &[("secpipe-stage", self.stage.as_bytes())],
+            })
+            .await?;
+        Ok(())
+    }
+}
