@@ -47,6 +47,11 @@ enum Command {
     },
     /// Run the pipeline on the local stack, feed it sample events, print what landed.
     Demo,
+    /// Inspect and check the Avro schemas compiled into this build.
+    Schemas {
+        #[command(subcommand)]
+        schemas: SchemasCommand,
+    },
     /// Settings for the deploy/local scripts.
     Stack {
         #[command(subcommand)]
@@ -67,6 +72,22 @@ enum TopicsCommand {
 }
 
 #[derive(Subcommand)]
+enum SchemasCommand {
+    /// Fail if a schema change breaks backward compatibility or edits a released version.
+    Check {
+        #[arg(long, default_value = "schemas/avro/fingerprints.lock")]
+        lock: PathBuf,
+    },
+    /// Pin the fingerprints of every schema version (after adding a new version file).
+    Lock {
+        #[arg(long, default_value = "schemas/avro/fingerprints.lock")]
+        lock: PathBuf,
+    },
+    /// List every record and version with its fingerprint.
+    List,
+}
+
+#[derive(Subcommand)]
 enum StackCommand {
     /// Print shell assignments of the stack's ports and paths.
     Env,
@@ -83,6 +104,9 @@ fn main() -> anyhow::Result<()> {
             println!("{k}='{}'", v.replace('\'', "'\\''"));
         }
         return Ok(());
+    }
+    if let Command::Schemas { schemas } = &cli.command {
+        return schemas_command(schemas);
     }
     logging::init(&settings.log, cli.log_json);
     let runtime = tokio::runtime::Runtime::new()?;
@@ -108,9 +132,58 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Demo => secpipe::demo::run(&settings).await,
-            Command::Stack { .. } => unreachable!("handled before the runtime starts"),
+            Command::Stack { .. } | Command::Schemas { .. } => {
+                unreachable!("handled before the runtime starts")
+            }
         }
     })
+}
+
+fn schemas_command(cmd: &SchemasCommand) -> anyhow::Result<()> {
+    use secpipe_schemas::compat;
+    let catalog = secpipe_schemas::catalog().map_err(|e| anyhow::anyhow!("{e}"))?;
+    match cmd {
+        SchemasCommand::Check { lock } => {
+            let text = std::fs::read_to_string(lock)
+                .with_context(|| format!("reading {}", lock.display()))?;
+            let report = compat::check(catalog.versions(), &text);
+            for p in &report.unpinned {
+                println!("new (not pinned yet): {p}");
+            }
+            for p in &report.problems {
+                println!("BREAKING: {p}");
+            }
+            anyhow::ensure!(
+                report.passed(),
+                "{} breaking schema change(s)",
+                report.problems.len()
+            );
+            println!(
+                "schemas check passed: {} records, {} versions",
+                catalog.record_names().len(),
+                catalog.versions().len()
+            );
+            Ok(())
+        }
+        SchemasCommand::Lock { lock } => {
+            let existing = std::fs::read_to_string(lock).unwrap_or_default();
+            let report = compat::check(catalog.versions(), &existing);
+            anyhow::ensure!(
+                report.passed(),
+                "refusing to pin a breaking change:\n{}",
+                report.problems.join("\n")
+            );
+            std::fs::write(lock, compat::lock_file(catalog.versions()))?;
+            println!("pinned {} schema versions in {}", catalog.versions().len(), lock.display());
+            Ok(())
+        }
+        SchemasCommand::List => {
+            for v in catalog.versions() {
+                println!("{:<45} v{:<3} {:016x}  {}", v.full_name, v.version, v.fingerprint, v.path);
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn stop_on_signal(trigger: ShutdownTrigger) {

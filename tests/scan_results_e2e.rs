@@ -84,6 +84,7 @@ async fn posted_scan_reports_land_in_clickhouse_with_every_field() {
             revision_id: "0123abcd".into(),
             invoked_by: "alice".into(),
             repo_type: vec!["nodejs".into(), "credscan".into()],
+            team: "team".into(),
             summary_scanner: vec![
                 "Source code analyzer for JavaScript".into(),
                 "Secrets Audit".into()

@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: install what is missing, bring the stack up, then
-# `cargo test --workspace` (unit tests and the end-to-end tests against the real broker and
-# ClickHouse).
+# The whole test suite on a fresh machine: install what is missing, bring the stack up, check the
+# Avro schemas for breaking changes, then `cargo test --workspace` (unit tests and the end-to-end
+# tests against the real broker and ClickHouse).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 "$REPO_ROOT/deploy/local/install.sh"
 "$REPO_ROOT/deploy/local/up.sh"
+load_settings
+python3 -c "import fastavro" 2>/dev/null || {
+    say "installing fastavro (the second Avro implementation of the interop test)"
+    python3 -m pip install --quiet "fastavro==1.13.1" || die "pip install fastavro failed"
+}
+say "checking schema compatibility"
+"$SECPIPE_BIN" schemas check || die "secpipe schemas check: a schema change breaks compatibility"
 say "running cargo test --workspace"
-cargo test --workspace "$@"
+log="$SECPIPE_STATE_DIR/logs/cargo-test.log"
+status=0
+cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -71,15 +71,32 @@ pub fn from_json(value: &Value, received_at: i64) -> Result<ScanReport, InvalidM
             ))
         }
     };
+    let team = match opt_string(obj, "team", "team")? {
+        Some(t) => Some(t),
+        None => team_from_uri(repo_context.repository_uri.as_deref()),
+    };
     Ok(ScanReport {
         id,
         scan_mode: opt_string(obj, "scan_mode", "scan_mode")?,
         tool: opt_string(obj, "tool", "tool")?,
         repo_context,
         repo_type,
+        team,
         report_summary,
         received_at,
     })
+}
+
+/// The organisation of a repository URL: `shop` in `https://git.example.com/shop/shop-web(.git)`
+/// or `git@git.example.com:shop/shop-web.git`.
+fn team_from_uri(uri: Option<&str>) -> Option<String> {
+    let uri = uri?.trim().trim_end_matches('/');
+    let path = match uri.split_once("://") {
+        Some((_, rest)) => rest.split_once('/')?.1,
+        None => uri.split_once(':')?.1,
+    };
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    (segments.len() >= 2).then(|| segments[segments.len() - 2].to_string())
 }
 
 fn repo_context(rc: &Map<String, Value>) -> Result<RepoContext, InvalidMessage> {
@@ -201,6 +218,16 @@ mod tests {
             .unwrap();
         assert_eq!((js.high, js.low, js.status.as_str()), (3, 7, "❌"));
         assert_eq!(r.received_at, 7);
+    }
+
+    #[test]
+    fn team_comes_from_the_message_or_the_repository_url() {
+        let r = parse(MESSAGE.as_bytes(), 0).unwrap();
+        assert_eq!(r.team.as_deref(), Some("shop"));
+        let r = parse(br#"{"team":"payments","repo_context":{"repositoryUri":"https://h/x/y"}}"#, 0).unwrap();
+        assert_eq!(r.team.as_deref(), Some("payments"));
+        assert_eq!(team_from_uri(Some("git@h.example.com:ops/portal.git")).as_deref(), Some("ops"));
+        assert_eq!(team_from_uri(Some("https://h.example.com/solo")), None);
     }
 
     #[test]

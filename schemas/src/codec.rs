@@ -17,6 +17,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::{
     catalog::{catalog, SchemaVersion},
     error::{DecodeError, EncodeError, SchemaError},
+    registry::RegistryIds,
 };
 
 /// Largest single allocation a decoded length field may ask for. Records are at most a few
@@ -54,7 +55,7 @@ pub struct Codec<T> {
     writer: GenericDatumWriter<'static>,
     reader: GenericDatumReader<'static>,
     older: HashMap<u64, OlderVersion>,
-    registry_ids: HashMap<u32, u64>,
+    registry_ids: RegistryIds,
     framing: Framing,
     _record: PhantomData<fn() -> T>,
 }
@@ -108,18 +109,27 @@ impl<T: AvroRecord> Codec<T> {
             writer,
             reader,
             older,
-            registry_ids: HashMap::new(),
+            registry_ids: RegistryIds::default(),
             framing: Framing::SingleObject,
             _record: PhantomData,
         })
     }
 
-    /// Write with the Confluent wire format under `schema_id`, and read Confluent-framed records
-    /// whose ids are in `ids` (registry id -> fingerprint of a version of this record).
-    pub fn with_registry_ids(mut self, schema_id: u32, ids: HashMap<u32, u64>) -> Self {
+    /// Write with the Confluent wire format, under the id the registry gave the current version,
+    /// and read Confluent-framed records whose ids are in `ids`.
+    pub fn with_registry(mut self, ids: &RegistryIds) -> Result<Self, SchemaError> {
+        let schema_id = ids.id(self.current.fingerprint).ok_or_else(|| SchemaError::File {
+            path: self.current.path.to_string(),
+            reason: "not registered in the schema registry".into(),
+        })?;
         self.framing = Framing::Confluent { schema_id };
-        self.registry_ids = ids;
-        self
+        self.registry_ids = ids.clone();
+        Ok(self)
+    }
+
+    /// How this codec frames what it writes.
+    pub fn framing(&self) -> Framing {
+        self.framing
     }
 
     /// The schema version this codec writes.
@@ -213,9 +223,9 @@ impl<T: AvroRecord> Codec<T> {
                     });
                 }
                 let id = u32::from_be_bytes(bytes[1..5].try_into().expect("4 bytes"));
-                let fp = *self
+                let fp = self
                     .registry_ids
-                    .get(&id)
+                    .fingerprint(id)
                     .ok_or(DecodeError::UnknownSchemaId(id))?;
                 Ok((fp, &bytes[CONFLUENT_HEADER..]))
             }

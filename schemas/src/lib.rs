@@ -4,7 +4,9 @@
 
 mod catalog;
 mod codec;
+pub mod compat;
 mod error;
+pub mod registry;
 pub mod ops;
 pub mod scan;
 

@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::AvroRecord;
 
-/// One scan invocation's summary. Field docs live in `schemas/avro/scan/ScanReport.v1.avsc`.
+/// One scan invocation's summary. Field docs live in `schemas/avro/scan/ScanReport.v2.avsc`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScanReport {
     pub id: String,
@@ -11,6 +11,8 @@ pub struct ScanReport {
     pub tool: Option<String>,
     pub repo_context: RepoContext,
     pub repo_type: Vec<String>,
+    /// Owning team (v2); `None` in records written with v1.
+    pub team: Option<String>,
     pub report_summary: Vec<ScannerSummary>,
     /// Microseconds since the Unix epoch.
     pub received_at: i64,
@@ -73,6 +75,7 @@ mod tests {
                 invoked_by: Some("alice".into()),
             },
             repo_type: vec!["nodejs".into(), "credscan".into()],
+            team: Some("team".into()),
             report_summary: vec![ScannerSummary {
                 scanner: "Source code analyzer for JavaScript".into(),
                 tool: Some("njsscan".into()),
@@ -96,6 +99,48 @@ mod tests {
             &codec.current().fingerprint.to_le_bytes()[..]
         );
         assert_eq!(codec.decode(&bytes).unwrap(), sample());
+    }
+
+    /// ScanReport as v1 wrote it (no `team`).
+    #[derive(Serialize)]
+    struct ScanReportV1 {
+        id: String,
+        scan_mode: Option<String>,
+        tool: Option<String>,
+        repo_context: RepoContext,
+        repo_type: Vec<String>,
+        report_summary: Vec<ScannerSummary>,
+        received_at: i64,
+    }
+
+    #[test]
+    fn records_written_with_v1_decode_into_todays_type() {
+        let catalog = crate::catalog().unwrap();
+        let v1 = catalog
+            .history(ScanReport::FULL_NAME)
+            .find(|v| v.version == 1)
+            .unwrap();
+        let s = sample();
+        let old = ScanReportV1 {
+            id: s.id.clone(),
+            scan_mode: s.scan_mode.clone(),
+            tool: s.tool.clone(),
+            repo_context: s.repo_context.clone(),
+            repo_type: s.repo_type.clone(),
+            report_summary: s.report_summary.clone(),
+            received_at: s.received_at,
+        };
+        let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&v1.schema)
+            .build()
+            .unwrap();
+        let mut bytes = vec![0xC3, 0x01];
+        bytes.extend_from_slice(&v1.fingerprint.to_le_bytes());
+        writer.write_ser(&mut bytes, &old).unwrap();
+
+        let codec = Codec::<ScanReport>::new().unwrap();
+        assert!(codec.current().version >= 2);
+        let decoded = codec.decode(&bytes).unwrap();
+        assert_eq!(decoded, ScanReport { team: None, ..s });
     }
 
     #[test]

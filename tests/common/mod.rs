@@ -42,9 +42,16 @@ pub async fn require_stack(s: &Settings) {
     if !matches!(&ping, Ok(r) if r.status().is_success()) {
         panic!("no ClickHouse at {}: start the local stack with deploy/local/up.sh (or run the suite with deploy/local/test.sh)", s.clickhouse.url);
     }
-    secpipe_sinks::clickhouse::migrate(&s.clickhouse)
-        .await
-        .expect("migrations apply");
+    // Migrations are not meant to run concurrently (ClickHouse has no DDL locks): once per
+    // test process.
+    static MIGRATED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    MIGRATED
+        .get_or_init(|| async {
+            secpipe_sinks::clickhouse::migrate(&s.clickhouse)
+                .await
+                .expect("migrations apply");
+        })
+        .await;
     let created = secpipe::topics::create_all(&s.kafka).await.expect("topics");
     assert_eq!(
         created.len(),

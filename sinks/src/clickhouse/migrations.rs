@@ -16,11 +16,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "scan_results",
-    sql: include_str!("migrations/0001_scan_results.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "scan_results",
+        sql: include_str!("migrations/0001_scan_results.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "scan_results_team",
+        sql: include_str!("migrations/0002_scan_results_team.sql"),
+    },
+];
 
 #[derive(Debug, clickhouse::Row, Serialize, Deserialize)]
 struct Applied {

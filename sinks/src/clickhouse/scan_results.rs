@@ -20,6 +20,7 @@ pub struct ScanResultRow {
     pub revision_id: String,
     pub invoked_by: String,
     pub repo_type: Vec<String>,
+    pub team: String,
     #[serde(rename = "summary.scanner")]
     pub summary_scanner: Vec<String>,
     #[serde(rename = "summary.tool")]
@@ -57,6 +58,7 @@ impl From<&ScanReport> for ScanResultRow {
             revision_id: text(&rc.revision_id),
             invoked_by: text(&rc.invoked_by),
             repo_type: r.repo_type.clone(),
+            team: text(&r.team),
             summary_scanner: s.iter().map(|x| x.scanner.clone()).collect(),
             summary_tool: s.iter().map(|x| text(&x.tool)).collect(),
             summary_critical: s.iter().map(|x| count(x.critical)).collect(),
