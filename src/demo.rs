@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Deserialize;
 
+use secpipe_producers::gateway::{hash_token, Role, TokenConfig};
+
 use crate::{roles, runtime::Shutdown, Settings};
 
 /// The sample end-of-scan messages, one JSON object per line.
@@ -34,6 +36,17 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     secpipe_sinks::clickhouse::migrate(&settings.clickhouse).await?;
     crate::topics::create_all(&settings.kafka).await?;
 
+    // The demo is its own producer: a fresh token, known to this run's gateway only.
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let mut settings = settings.clone();
+    settings.gateway.tokens.push(TokenConfig {
+        name: "demo".into(),
+        sha256: hash_token(&token),
+        role: Role::Producer,
+        kinds: Vec::new(),
+        rate_per_sec: 0,
+    });
+    let settings = &settings;
     let (trigger, shutdown) = Shutdown::new();
     let pipeline = tokio::spawn(roles::run_all(settings.clone(), shutdown));
 
@@ -51,6 +64,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     for line in &lines {
         let resp = http
             .post(format!("{base}/track"))
+            .bearer_auth(&token)
             .header("content-type", "application/json")
             .body(line.to_string())
             .send()

@@ -174,12 +174,19 @@ fn schemas_command(cmd: &SchemasCommand) -> anyhow::Result<()> {
                 report.problems.join("\n")
             );
             std::fs::write(lock, compat::lock_file(catalog.versions()))?;
-            println!("pinned {} schema versions in {}", catalog.versions().len(), lock.display());
+            println!(
+                "pinned {} schema versions in {}",
+                catalog.versions().len(),
+                lock.display()
+            );
             Ok(())
         }
         SchemasCommand::List => {
             for v in catalog.versions() {
-                println!("{:<45} v{:<3} {:016x}  {}", v.full_name, v.version, v.fingerprint, v.path);
+                println!(
+                    "{:<45} v{:<3} {:016x}  {}",
+                    v.full_name, v.version, v.fingerprint, v.path
+                );
             }
             Ok(())
         }

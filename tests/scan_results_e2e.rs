@@ -48,6 +48,7 @@ async fn posted_scan_reports_land_in_clickhouse_with_every_field() {
     for body in [&full, &sparse] {
         let resp = http
             .post(pipeline.url("/track"))
+            .bearer_auth(PRODUCER_TOKEN)
             .json(body)
             .send()
             .await
@@ -152,6 +153,7 @@ async fn malformed_body_gets_400_with_a_reason_and_produces_nothing() {
     for (body, field) in cases {
         let resp = http
             .post(pipeline.url("/track"))
+            .bearer_auth(PRODUCER_TOKEN)
             .body(body)
             .send()
             .await
@@ -178,6 +180,7 @@ async fn retried_post_collapses_to_one_row() {
     for _ in 0..3 {
         assert_eq!(
             http.post(pipeline.url("/track"))
+                .bearer_auth(PRODUCER_TOKEN)
                 .json(&body)
                 .send()
                 .await
@@ -211,6 +214,7 @@ async fn undecodable_record_goes_to_dead_letter_and_loading_goes_on() {
     let repo = format!("repo-{}", uuid::Uuid::new_v4().simple());
     let resp = reqwest::Client::new()
         .post(pipeline.url("/track"))
+        .bearer_auth(PRODUCER_TOKEN)
         .json(&json!({"repo_context": {"repositoryName": repo}}))
         .send()
         .await

@@ -19,6 +19,12 @@ use thiserror::Error;
 pub struct Topics {
     /// End-of-scan summaries from `/track`, SARIF runs and `secpipe produce scan-report`.
     pub scan_results: String,
+    /// Individual SARIF results.
+    pub findings: String,
+    /// Failed ad-hoc image scans.
+    pub scan_failures: String,
+    /// Raw runtime telemetry from agents (redacted at the gateway).
+    pub telemetry: String,
     /// Records no stage could process, with their cause.
     pub dead_letter: String,
 }
@@ -27,6 +33,9 @@ impl Default for Topics {
     fn default() -> Self {
         Self {
             scan_results: "secpipe.scan-results".into(),
+            findings: "secpipe.findings".into(),
+            scan_failures: "secpipe.scan-failures".into(),
+            telemetry: "secpipe.telemetry".into(),
             dead_letter: "secpipe.dead-letter".into(),
         }
     }
@@ -35,7 +44,13 @@ impl Default for Topics {
 impl Topics {
     /// Every topic secpipe reads or writes.
     pub fn all(&self) -> Vec<&str> {
-        vec![self.scan_results.as_str(), self.dead_letter.as_str()]
+        vec![
+            self.scan_results.as_str(),
+            self.findings.as_str(),
+            self.scan_failures.as_str(),
+            self.telemetry.as_str(),
+            self.dead_letter.as_str(),
+        ]
     }
 }
 
@@ -172,17 +187,17 @@ impl EventProducer {
     pub async fn send_all(&self, records: &[OutRecord<'_>]) -> Result<Vec<Ack>, ProduceError> {
         let mut pending = Vec::with_capacity(records.len());
         for r in records {
-            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-            for (name, value) in r.headers {
-                headers = headers.insert(Header {
-                    key: name,
-                    value: Some(*value),
-                });
+            let mut record = FutureRecord::to(r.topic).key(r.key).payload(r.payload);
+            if !r.headers.is_empty() {
+                let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+                for (name, value) in r.headers {
+                    headers = headers.insert(Header {
+                        key: name,
+                        value: Some(*value),
+                    });
+                }
+                record = record.headers(headers);
             }
-            let mut record = FutureRecord::to(r.topic)
-                .key(r.key)
-                .payload(r.payload)
-                .headers(headers);
             let deadline = tokio::time::Instant::now() + self.timeout;
             loop {
                 match self.inner.send_result(record) {

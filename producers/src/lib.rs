@@ -5,7 +5,12 @@
 //! a scan tool sends into a typed record; [`gateway`] is the HTTP front door.
 
 pub mod gateway;
+pub mod ingest;
 pub mod kafka;
+pub mod sarif;
+pub mod scan_failure;
 pub mod scan_report;
+pub mod telemetry;
 
+pub use ingest::{IngestError, Ingestor, Prepared};
 pub use kafka::{EventProducer, KafkaConfig, OutRecord, ProduceError, Topics};

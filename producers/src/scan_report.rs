@@ -89,7 +89,7 @@ pub fn from_json(value: &Value, received_at: i64) -> Result<ScanReport, InvalidM
 
 /// The organisation of a repository URL: `shop` in `https://git.example.com/shop/shop-web(.git)`
 /// or `git@git.example.com:shop/shop-web.git`.
-fn team_from_uri(uri: Option<&str>) -> Option<String> {
+pub(crate) fn team_from_uri(uri: Option<&str>) -> Option<String> {
     let uri = uri?.trim().trim_end_matches('/');
     let path = match uri.split_once("://") {
         Some((_, rest)) => rest.split_once('/')?.1,
@@ -224,9 +224,16 @@ mod tests {
     fn team_comes_from_the_message_or_the_repository_url() {
         let r = parse(MESSAGE.as_bytes(), 0).unwrap();
         assert_eq!(r.team.as_deref(), Some("shop"));
-        let r = parse(br#"{"team":"payments","repo_context":{"repositoryUri":"https://h/x/y"}}"#, 0).unwrap();
+        let r = parse(
+            br#"{"team":"payments","repo_context":{"repositoryUri":"https://h/x/y"}}"#,
+            0,
+        )
+        .unwrap();
         assert_eq!(r.team.as_deref(), Some("payments"));
-        assert_eq!(team_from_uri(Some("git@h.example.com:ops/portal.git")).as_deref(), Some("ops"));
+        assert_eq!(
+            team_from_uri(Some("git@h.example.com:ops/portal.git")).as_deref(),
+            Some("ops")
+        );
         assert_eq!(team_from_uri(Some("https://h.example.com/solo")), None);
     }
 

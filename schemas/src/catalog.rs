@@ -3,7 +3,8 @@
 //! that records written with them can still be read.
 use std::{collections::HashMap, sync::OnceLock};
 
-use apache_avro::{rabin::Rabin, Schema};
+use apache_avro::Schema;
+use serde_json::Value;
 
 use crate::error::SchemaError;
 
@@ -128,13 +129,7 @@ fn parse_file(path: &'static str, source: &'static str) -> Result<SchemaVersion,
             record.name.name()
         )));
     }
-    let fp = schema.fingerprint::<Rabin>();
-    let fingerprint = u64::from_le_bytes(
-        fp.bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| err("Rabin fingerprint is not 8 bytes".into()))?,
-    );
+    let fingerprint = fingerprint(&schema);
     Ok(SchemaVersion {
         path,
         full_name,
@@ -142,6 +137,68 @@ fn parse_file(path: &'static str, source: &'static str) -> Result<SchemaVersion,
         schema,
         fingerprint,
         source,
+    })
+}
+
+/// The Avro spec's Parsing Canonical Form of `schema`.
+///
+/// apache-avro 0.22's `canonical_form` leaves a primitive that carried a logical type as
+/// `{"type":"long"}`; the spec ([PRIMITIVES]) and other implementations (Java, fastavro) write
+/// `"long"`. Fingerprints must agree across implementations, so that is corrected here.
+pub fn canonical_form(schema: &Schema) -> String {
+    fn primitives(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                if map.len() == 1 {
+                    if let Some(Value::String(t)) = map.get("type") {
+                        const PRIMITIVE: [&str; 8] = [
+                            "null", "boolean", "int", "long", "float", "double", "bytes", "string",
+                        ];
+                        if PRIMITIVE.contains(&t.as_str()) {
+                            *v = Value::String(t.clone());
+                            return;
+                        }
+                    }
+                }
+                map.values_mut().for_each(primitives);
+            }
+            Value::Array(items) => items.iter_mut().for_each(primitives),
+            _ => {}
+        }
+    }
+    let form = schema.canonical_form();
+    match serde_json::from_str::<Value>(&form) {
+        Ok(mut v) => {
+            primitives(&mut v);
+            v.to_string()
+        }
+        Err(_) => form,
+    }
+}
+
+/// CRC-64-AVRO (Rabin) fingerprint of `schema`'s Parsing Canonical Form, as used by Avro
+/// single-object encoding (written little-endian after `C3 01`).
+pub fn fingerprint(schema: &Schema) -> u64 {
+    rabin(canonical_form(schema).as_bytes())
+}
+
+/// The 64-bit Rabin fingerprint of the Avro specification.
+fn rabin(bytes: &[u8]) -> u64 {
+    const EMPTY: u64 = 0xc15d_213a_a4d7_a795;
+    static TABLE: OnceLock<[u64; 256]> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut t = [0u64; 256];
+        for (i, slot) in t.iter_mut().enumerate() {
+            let mut fp = i as u64;
+            for _ in 0..8 {
+                fp = (fp >> 1) ^ (EMPTY & (fp & 1).wrapping_neg());
+            }
+            *slot = fp;
+        }
+        t
+    });
+    bytes.iter().fold(EMPTY, |fp, &b| {
+        (fp >> 8) ^ table[((fp ^ u64::from(b)) & 0xff) as usize]
     })
 }
 
@@ -160,6 +217,27 @@ mod tests {
         let catalog = catalog().expect("catalog loads");
         assert!(!catalog.versions().is_empty());
         assert!(catalog.current("io.secpipe.scan.ScanReport").is_ok());
+    }
+
+    #[test]
+    fn fingerprints_match_the_avro_specification() {
+        // Values from the Avro specification's test data (little-endian byte order).
+        let int = Schema::parse_str("\"int\"").unwrap();
+        assert_eq!(
+            fingerprint(&int).to_le_bytes(),
+            [0x8f, 0x5c, 0x39, 0x3f, 0x1a, 0xd5, 0x75, 0x72]
+        );
+        let micros =
+            Schema::parse_str(r#"{"type":"long","logicalType":"timestamp-micros"}"#).unwrap();
+        assert_eq!(canonical_form(&micros), "\"long\"");
+        let rec = Schema::parse_str(
+            r#"{"type":"record","name":"R","namespace":"n","doc":"d","fields":[{"name":"t","type":{"type":"long","logicalType":"timestamp-micros"},"doc":"x"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            canonical_form(&rec),
+            r#"{"name":"n.R","type":"record","fields":[{"name":"t","type":"long"}]}"#
+        );
     }
 
     #[test]

@@ -118,10 +118,12 @@ impl<T: AvroRecord> Codec<T> {
     /// Write with the Confluent wire format, under the id the registry gave the current version,
     /// and read Confluent-framed records whose ids are in `ids`.
     pub fn with_registry(mut self, ids: &RegistryIds) -> Result<Self, SchemaError> {
-        let schema_id = ids.id(self.current.fingerprint).ok_or_else(|| SchemaError::File {
-            path: self.current.path.to_string(),
-            reason: "not registered in the schema registry".into(),
-        })?;
+        let schema_id = ids
+            .id(self.current.fingerprint)
+            .ok_or_else(|| SchemaError::File {
+                path: self.current.path.to_string(),
+                reason: "not registered in the schema registry".into(),
+            })?;
         self.framing = Framing::Confluent { schema_id };
         self.registry_ids = ids.clone();
         Ok(self)

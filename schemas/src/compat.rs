@@ -102,25 +102,29 @@ mod tests {
 
     fn version(path: &'static str, version: u32, source: &'static str) -> SchemaVersion {
         let schema = apache_avro::Schema::parse_str(source).unwrap();
-        let fp = schema.fingerprint::<apache_avro::rabin::Rabin>();
         SchemaVersion {
             path,
             full_name: "t.R".into(),
             version,
-            fingerprint: u64::from_le_bytes(fp.bytes.try_into().unwrap()),
+            fingerprint: crate::catalog::fingerprint(&schema),
             schema,
             source,
         }
     }
 
-    const V1: &str = r#"{"type":"record","name":"R","namespace":"t","fields":[{"name":"a","type":"string"}]}"#;
+    const V1: &str =
+        r#"{"type":"record","name":"R","namespace":"t","fields":[{"name":"a","type":"string"}]}"#;
 
     #[test]
     fn the_compiled_in_schemas_pass_against_the_committed_lock() {
         let versions = catalog().unwrap().versions();
         let report = check(versions, include_str!("../avro/fingerprints.lock"));
         assert!(report.passed(), "{:#?}", report.problems);
-        assert!(report.unpinned.is_empty(), "run `secpipe schemas lock`: {:?}", report.unpinned);
+        assert!(
+            report.unpinned.is_empty(),
+            "run `secpipe schemas lock`: {:?}",
+            report.unpinned
+        );
     }
 
     #[test]
@@ -141,8 +145,10 @@ mod tests {
 
     #[test]
     fn a_narrowed_type_breaks_backward_compatibility() {
-        let v1 = r#"{"type":"record","name":"R","namespace":"t","fields":[{"name":"n","type":"long"}]}"#;
-        let v2 = r#"{"type":"record","name":"R","namespace":"t","fields":[{"name":"n","type":"int"}]}"#;
+        let v1 =
+            r#"{"type":"record","name":"R","namespace":"t","fields":[{"name":"n","type":"long"}]}"#;
+        let v2 =
+            r#"{"type":"record","name":"R","namespace":"t","fields":[{"name":"n","type":"int"}]}"#;
         let versions = [version("t/R.v1.avsc", 1, v1), version("t/R.v2.avsc", 2, v2)];
         assert!(!check(&versions, "").passed());
     }
@@ -154,7 +160,10 @@ mod tests {
         assert!(check(&versions, &lock).passed());
         let edited = r#"{"type":"record","name":"R","namespace":"t","fields":[{"name":"a","type":"bytes"}]}"#;
         let report = check(&[version("t/R.v1.avsc", 1, edited)], &lock);
-        assert!(report.problems[0].contains("changed in place"), "{report:?}");
+        assert!(
+            report.problems[0].contains("changed in place"),
+            "{report:?}"
+        );
         let report = check(&[], &lock);
         assert!(report.problems[0].contains("deleted"), "{report:?}");
         let report = check(&versions, "");

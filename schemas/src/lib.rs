@@ -2,17 +2,21 @@
 //! the codec that frames every record on a Kafka topic. Every producer, processor and sink goes
 //! through [`Codec`]; nothing else in secpipe reads or writes Avro bytes.
 
+pub mod alert;
 mod catalog;
 mod codec;
 pub mod compat;
 mod error;
-pub mod registry;
+pub mod failures;
 pub mod ops;
+pub mod registry;
 pub mod scan;
+pub mod telemetry;
 
-pub use catalog::{catalog, Catalog, SchemaVersion};
+pub use catalog::{canonical_form, catalog, fingerprint, Catalog, SchemaVersion};
 pub use codec::{AvroRecord, Codec, Framing};
 pub use error::{DecodeError, EncodeError, SchemaError};
+pub use scan::stable_id;
 
 /// Microseconds since the Unix epoch, UTC: the unit of every `timestamp-micros` field.
 pub fn now_micros() -> i64 {

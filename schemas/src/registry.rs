@@ -152,7 +152,7 @@ impl SchemaRegistryClient {
         for name in catalog.record_names() {
             for version in catalog.history(name) {
                 let id = self
-                    .register(name, &version.schema.canonical_form())
+                    .register(name, &crate::catalog::canonical_form(&version.schema))
                     .await?;
                 ids.insert(id, version.fingerprint);
             }
@@ -169,19 +169,12 @@ impl SchemaRegistryClient {
         ids: &mut RegistryIds,
     ) -> Result<u64, RegistryError> {
         let text = self.schema(id).await?;
-        let schema = apache_avro::Schema::parse_str(&text).map_err(|e| {
-            RegistryError::ForeignSchema {
+        let schema =
+            apache_avro::Schema::parse_str(&text).map_err(|e| RegistryError::ForeignSchema {
                 id,
                 reason: e.to_string(),
-            }
-        })?;
-        let fp = schema.fingerprint::<apache_avro::rabin::Rabin>();
-        let fp = u64::from_le_bytes(fp.bytes.as_slice().try_into().map_err(|_| {
-            RegistryError::ForeignSchema {
-                id,
-                reason: "fingerprint is not 8 bytes".into(),
-            }
-        })?);
+            })?;
+        let fp = crate::catalog::fingerprint(&schema);
         if catalog.by_fingerprint(fp).is_none() {
             return Err(RegistryError::ForeignSchema {
                 id,

@@ -56,6 +56,71 @@ impl ScanReport {
     }
 }
 
+/// One result of a SARIF 2.1.0 report (`io.secpipe.scan.Finding`). Field docs live in
+/// `schemas/avro/scan/Finding.v1.avsc`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// See [`Finding::derive_id`].
+    pub finding_id: String,
+    /// The SARIF run's `automationDetails.guid`: the id of the scan's [`ScanReport`].
+    pub scan_id: String,
+    pub tool: String,
+    pub rule_id: String,
+    /// One of [`Finding::LEVELS`].
+    pub level: String,
+    pub message: String,
+    pub file: String,
+    pub line: Option<i32>,
+    pub fingerprint: Option<String>,
+    pub repository: Option<String>,
+    /// Microseconds since the Unix epoch.
+    pub received_at: i64,
+}
+
+impl AvroRecord for Finding {
+    const FULL_NAME: &'static str = "io.secpipe.scan.Finding";
+}
+
+impl Finding {
+    /// SARIF's result levels, least severe first.
+    pub const LEVELS: [&'static str; 4] = ["none", "note", "warning", "error"];
+
+    /// Kafka partition key: the repository when known, else the scan, so a repository's findings
+    /// stay in order on the partition of its scan reports.
+    pub fn partition_key(&self) -> &str {
+        self.repository.as_deref().unwrap_or(&self.scan_id)
+    }
+
+    /// The `finding_id` of a result: the same inputs always give the same id, so a report that is
+    /// uploaded or replayed twice produces rows the table collapses.
+    pub fn derive_id(
+        scan_id: &str,
+        rule_id: &str,
+        file: &str,
+        line: Option<i32>,
+        fingerprint: Option<&str>,
+    ) -> String {
+        let line = line.map(|l| l.to_string()).unwrap_or_default();
+        stable_id(
+            Self::FULL_NAME,
+            &[scan_id, rule_id, file, &line, fingerprint.unwrap_or("")],
+        )
+    }
+}
+
+/// A UUID v5 over `parts` in a namespace of its own per record type (`full_name`), so ids of
+/// different record types never collide. Parts are joined with the ASCII unit separator, which
+/// does not occur in names, paths or reasons, so different part lists give different ids; an
+/// absent part is passed as "". Shared by every record whose id is derived from its content.
+pub fn stable_id(full_name: &str, parts: &[&str]) -> String {
+    let namespace = uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_URL,
+        format!("urn:secpipe:{full_name}").as_bytes(),
+    );
+    let joined = parts.join("\u{1f}");
+    uuid::Uuid::new_v5(&namespace, joined.as_bytes()).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +237,80 @@ mod tests {
             codec.decode(&trailing),
             Err(DecodeError::TrailingBytes { extra: 1, .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod finding_tests {
+    use super::*;
+    use crate::Codec;
+
+    fn finding(line: Option<i32>, fingerprint: Option<&str>, repository: Option<&str>) -> Finding {
+        let scan_id = "9f1c2a3e-0000-4000-8000-000000000001";
+        Finding {
+            finding_id: Finding::derive_id(
+                scan_id,
+                "javascript.express.security.audit.xss",
+                "src/routes/search.js",
+                line,
+                fingerprint,
+            ),
+            scan_id: scan_id.into(),
+            tool: "njsscan".into(),
+            rule_id: "javascript.express.security.audit.xss".into(),
+            level: "error".into(),
+            message: "User input reaches res.send() without escaping.".into(),
+            file: "src/routes/search.js".into(),
+            line,
+            fingerprint: fingerprint.map(Into::into),
+            repository: repository.map(Into::into),
+            received_at: 1_700_000_000_123_456,
+        }
+    }
+
+    #[test]
+    fn finding_round_trips_with_and_without_optional_fields() {
+        let codec = Codec::<Finding>::new().unwrap();
+        for f in [
+            finding(Some(42), Some("a1b2c3d4e5f60718:1"), Some("payments-api")),
+            finding(None, None, None),
+        ] {
+            assert_eq!(codec.decode(&codec.encode(&f).unwrap()).unwrap(), f);
+        }
+    }
+
+    #[test]
+    fn finding_partition_key_is_the_repository_else_the_scan() {
+        assert_eq!(
+            finding(None, None, Some("payments-api")).partition_key(),
+            "payments-api"
+        );
+        assert_eq!(
+            finding(None, None, None).partition_key(),
+            "9f1c2a3e-0000-4000-8000-000000000001"
+        );
+    }
+
+    #[test]
+    fn finding_ids_are_stable_and_depend_on_every_input() {
+        let id = |line, fp| Finding::derive_id("scan", "rule", "a.js", line, fp);
+        assert_eq!(id(Some(1), Some("x")), id(Some(1), Some("x")));
+        assert_ne!(id(Some(1), Some("x")), id(Some(2), Some("x")));
+        assert_ne!(id(Some(1), Some("x")), id(Some(1), None));
+        assert_ne!(
+            id(None, None),
+            Finding::derive_id("scan", "rule", "b.js", None, None)
+        );
+        // Parts are separated, so moving text from one part to the next changes the id.
+        assert_ne!(
+            Finding::derive_id("scan", "rule", "ab", None, None),
+            Finding::derive_id("scan", "rulea", "b", None, None)
+        );
+        assert_eq!(
+            uuid::Uuid::parse_str(&id(None, None))
+                .unwrap()
+                .get_version_num(),
+            5
+        );
     }
 }

@@ -98,14 +98,25 @@ async fn records_framed_with_registry_ids_round_trip_and_both_framings_decode() 
     let client = SchemaRegistryClient::new(&url).unwrap();
     let catalog = catalog().unwrap();
     let ids = client.register_catalog(catalog).await.unwrap();
-    assert_eq!(ids.len(), catalog.versions().len(), "every version registered");
+    assert_eq!(
+        ids.len(),
+        catalog.versions().len(),
+        "every version registered"
+    );
     // Registering again is idempotent: the same ids come back.
     let again = client.register_catalog(catalog).await.unwrap();
     let current = catalog.current("io.secpipe.scan.ScanReport").unwrap();
     assert_eq!(again.id(current.fingerprint), ids.id(current.fingerprint));
-    assert!(shared.lock().unwrap().subjects.contains_key("io.secpipe.scan.ScanReport"));
+    assert!(shared
+        .lock()
+        .unwrap()
+        .subjects
+        .contains_key("io.secpipe.scan.ScanReport"));
 
-    let confluent = Codec::<ScanReport>::new().unwrap().with_registry(&ids).unwrap();
+    let confluent = Codec::<ScanReport>::new()
+        .unwrap()
+        .with_registry(&ids)
+        .unwrap();
     let id = ids.id(current.fingerprint).unwrap();
     assert_eq!(confluent.framing(), Framing::Confluent { schema_id: id });
     let bytes = confluent.encode(&report()).unwrap();
@@ -122,7 +133,10 @@ async fn records_framed_with_registry_ids_round_trip_and_both_framings_decode() 
     // An id nobody registered is a typed error.
     let mut unknown = bytes.clone();
     unknown[1..5].copy_from_slice(&9999u32.to_be_bytes());
-    assert_eq!(confluent.decode(&unknown), Err(DecodeError::UnknownSchemaId(9999)));
+    assert_eq!(
+        confluent.decode(&unknown),
+        Err(DecodeError::UnknownSchemaId(9999))
+    );
 }
 
 #[tokio::test]
@@ -132,20 +146,32 @@ async fn ids_registered_by_another_producer_are_learned_only_for_known_schemas()
     let catalog = catalog().unwrap();
     let current = catalog.current("io.secpipe.scan.ScanReport").unwrap();
     // Another producer registers secpipe's schema (its own text, same canonical form) ...
-    let theirs = client.register("shared-subject", current.source).await.unwrap();
+    let theirs = client
+        .register("shared-subject", current.source)
+        .await
+        .unwrap();
     let mut ids = RegistryIds::default();
-    assert_eq!(client.learn(theirs, catalog, &mut ids).await.unwrap(), current.fingerprint);
+    assert_eq!(
+        client.learn(theirs, catalog, &mut ids).await.unwrap(),
+        current.fingerprint
+    );
     assert_eq!(ids.fingerprint(theirs), Some(current.fingerprint));
     // ... and a schema secpipe does not know.
     let foreign = client
-        .register("other", r#"{"type":"record","name":"Other","fields":[{"name":"x","type":"int"}]}"#)
+        .register(
+            "other",
+            r#"{"type":"record","name":"Other","fields":[{"name":"x","type":"int"}]}"#,
+        )
         .await
         .unwrap();
     assert!(matches!(
         client.learn(foreign, catalog, &mut ids).await,
         Err(RegistryError::ForeignSchema { .. })
     ));
-    assert!(matches!(client.schema(4242).await, Err(RegistryError::Refused { status: 404, .. })));
+    assert!(matches!(
+        client.schema(4242).await,
+        Err(RegistryError::Refused { status: 404, .. })
+    ));
 }
 
 #[tokio::test]

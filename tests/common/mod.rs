@@ -18,12 +18,43 @@ use secpipe::{
     Settings,
 };
 
-/// Settings from the environment, with topics and consumer groups of this test only.
+/// Bearer token of a producer allowed to write every kind of event.
+pub const PRODUCER_TOKEN: &str = "test-producer-token";
+/// Bearer token of a producer that may only write scan reports.
+pub const SCAN_ONLY_TOKEN: &str = "test-scan-only-token";
+/// Bearer token of an analyst (no writes).
+pub const ANALYST_TOKEN: &str = "test-analyst-token";
+
+/// Settings from the environment, with topics and consumer groups of this test only, and the
+/// test tokens above.
 pub fn settings(test: &str) -> Settings {
+    use secpipe_producers::gateway::{hash_token, EventKind, Role, TokenConfig};
     let mut s = Settings::load(None).expect("configuration");
     let tag = format!("{test}-{}", uuid::Uuid::new_v4().simple());
-    s.kafka.topics.scan_results = format!("test.{tag}.scan-results");
-    s.kafka.topics.dead_letter = format!("test.{tag}.dead-letter");
+    let t = &mut s.kafka.topics;
+    t.scan_results = format!("test.{tag}.scan-results");
+    t.findings = format!("test.{tag}.findings");
+    t.scan_failures = format!("test.{tag}.scan-failures");
+    t.telemetry = format!("test.{tag}.telemetry");
+    t.dead_letter = format!("test.{tag}.dead-letter");
+    let token = |name: &str, secret: &str, role, kinds: Vec<EventKind>| TokenConfig {
+        name: name.into(),
+        sha256: hash_token(secret),
+        role,
+        kinds,
+        rate_per_sec: 0,
+    };
+    s.gateway.tokens = vec![
+        token("producer", PRODUCER_TOKEN, Role::Producer, vec![]),
+        token(
+            "scan-only",
+            SCAN_ONLY_TOKEN,
+            Role::Producer,
+            vec![EventKind::ScanReport],
+        ),
+        token("analyst", ANALYST_TOKEN, Role::Analyst, vec![]),
+    ];
+    s.gateway.redaction_key = "test-redaction-key".into();
     s.kafka.partitions = 2;
     s.loader.group_id = format!("test.{tag}.loader");
     s.loader.batch_max_wait_ms = 100;

@@ -1,0 +1,178 @@
+//! The ingest gateway (`secpipe gateway`): HTTP in, Avro records on Kafka out.
+//!
+//! Every request is authenticated (bearer token, stored hashed), checked against the caller's
+//! rights and rate limit, parsed, and answered 2xx only after the broker acknowledged every
+//! record it produced. Every rejection is a status with a JSON body saying why.
+mod auth;
+mod ingest;
+mod limits;
+mod rejection;
+mod tls;
+
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc};
+
+use axum::{
+    body::Body,
+    http::HeaderMap,
+    routing::{get, post},
+    Router,
+};
+use serde::{Deserialize, Serialize};
+
+pub use auth::{hash_token, AuthError, Caller, EventKind, Role, TokenConfig};
+pub use rejection::Rejection;
+
+use crate::{
+    ingest::Ingestor,
+    kafka::{EventProducer, Topics},
+};
+use auth::Authenticator;
+use limits::RateLimiter;
+
+/// The gateway's settings (section `[gateway]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes; larger requests get 413. Default 4 MiB (a
+    /// host-environment telemetry event alone is about 40 KB).
+    pub max_body_bytes: usize,
+    /// Seconds a client is told to wait (Retry-After) when the broker is unavailable. Default 5.
+    pub retry_after_secs: u32,
+    /// Events per second per token unless the token sets its own; 0 = unlimited. Default 100000.
+    pub rate_limit_per_token: u32,
+    /// Callers and their hashed tokens (`[[gateway.tokens]]`). Without any, every request is
+    /// refused with 401: there is no anonymous access.
+    pub tokens: Vec<TokenConfig>,
+    /// Key of the keyed SHA-256 fingerprints that replace secrets (bearer tokens, environment
+    /// values) in telemetry. Set it: with the default empty key each process draws a random one,
+    /// so fingerprints of the same secret differ across restarts.
+    pub redaction_key: String,
+    /// PEM certificate chain; with `tls_key`, the gateway serves HTTPS (TLS 1.3 only).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 4 * 1024 * 1024,
+            retry_after_secs: 5,
+            rate_limit_per_token: 100_000,
+            tokens: Vec::new(),
+            redaction_key: String::new(),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// Shared state of every request.
+pub(crate) struct Gateway {
+    ingestor: Ingestor,
+    cfg: GatewayConfig,
+    auth: Authenticator,
+    limiter: RateLimiter,
+}
+
+impl Gateway {
+    /// Authenticates the caller and checks it may write `kind`.
+    fn authorize(&self, headers: &HeaderMap, kind: EventKind) -> Result<&Caller, Rejection> {
+        let header = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let caller = self.auth.authenticate(header).map_err(Rejection::Auth)?;
+        if !caller.may_write(kind) {
+            return Err(Rejection::Auth(AuthError::Forbidden(format!(
+                "token '{}' may not write {} events",
+                caller.name,
+                kind.as_str()
+            ))));
+        }
+        Ok(caller)
+    }
+
+    /// Charges `events` to the caller's rate limit.
+    fn charge(&self, caller: &Caller, events: usize) -> Result<(), Rejection> {
+        let cost = u32::try_from(events).unwrap_or(u32::MAX);
+        self.limiter
+            .take(&caller.name, caller.rate_per_sec, cost)
+            .map_err(|retry_after| Rejection::RateLimited { retry_after })
+    }
+
+    /// Reads the body, refusing more than `max_body_bytes` with 413.
+    async fn body(&self, body: Body) -> Result<bytes::Bytes, Rejection> {
+        let limit = self.cfg.max_body_bytes;
+        axum::body::to_bytes(body, limit).await.map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                Rejection::TooLarge { limit }
+            } else {
+                Rejection::invalid("$", format!("cannot read the request body: {e}"))
+            }
+        })
+    }
+}
+
+/// Builds the gateway's routes.
+pub fn router(
+    cfg: &GatewayConfig,
+    producer: EventProducer,
+    topics: Topics,
+) -> Result<Router, String> {
+    if cfg.tokens.is_empty() {
+        tracing::warn!("gateway.tokens is empty: every request will be refused with 401");
+    }
+    let state = Arc::new(Gateway {
+        ingestor: Ingestor::new(producer, topics, &cfg.redaction_key).map_err(|e| e.to_string())?,
+        auth: Authenticator::new(&cfg.tokens, cfg.rate_limit_per_token),
+        limiter: RateLimiter::default(),
+        cfg: cfg.clone(),
+    });
+    Ok(Router::new()
+        .route("/track", post(ingest::track))
+        .route("/v1/sarif", post(ingest::sarif))
+        .route("/v1/scan-failures", post(ingest::scan_failure))
+        .route("/v1/telemetry", post(ingest::telemetry))
+        .route("/healthz", get(|| async { "ok" }))
+        // The body limit is enforced by `Gateway::body` so that a 413 says why in JSON.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state))
+}
+
+/// Serves the gateway on `listener` until `shutdown` resolves, then finishes in-flight requests.
+/// With `tls_cert` and `tls_key` set, connections are TLS 1.3.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    cfg: &GatewayConfig,
+    producer: EventProducer,
+    topics: Topics,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(cfg, producer, topics)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let addr = listener.local_addr()?;
+    match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => {
+            let acceptor = tls::acceptor(cert, key)?;
+            tracing::info!(listen = %addr, "gateway listening (TLS 1.3)");
+            axum::serve(tls::TlsListener::new(listener, acceptor), app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        (None, None) => {
+            tracing::info!(listen = %addr, "gateway listening");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "gateway.tls_cert and gateway.tls_key must be set together",
+        )),
+    }
+}

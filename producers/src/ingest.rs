@@ -1,0 +1,229 @@
+//! The producer library the gateway, the `secpipe produce` CLI and Rust agents share: parse what
+//! a tool sends, encode it as Avro records keyed for their partition, produce them with
+//! acks=all. Preparing and sending are separate steps so a caller can check limits in between.
+use secpipe_processors::redact::Redactor;
+use secpipe_schemas::{
+    failures::ScanFailure,
+    now_micros,
+    scan::{Finding, ScanReport},
+    telemetry::{TelemetryCodec, TelemetryEvent},
+    Codec, EncodeError, SchemaError,
+};
+use serde_json::{json, Value};
+
+use crate::{
+    kafka::{EventProducer, OutRecord, ProduceError, Topics},
+    sarif, scan_failure,
+    scan_report::{self, InvalidMessage},
+    telemetry::{self, LineError},
+};
+
+/// Why input could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("invalid message: {0}")]
+    Invalid(#[from] InvalidMessage),
+    /// Every line of a telemetry batch was rejected (or there was none).
+    #[error("no valid line in the batch ({} rejected)", .0.len())]
+    NoValidLine(Vec<LineError>),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// Encoded records ready to produce, in one buffer.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    buf: Vec<u8>,
+    records: Vec<(String, String, std::ops::Range<usize>)>,
+    /// What the caller answers with: counts, ids, rejected lines.
+    pub summary: Value,
+}
+
+impl Prepared {
+    fn push<T>(
+        &mut self,
+        topic: &str,
+        key: String,
+        record: &T,
+        encode: impl FnOnce(&T, &mut Vec<u8>) -> Result<(), EncodeError>,
+    ) -> Result<(), EncodeError> {
+        let start = self.buf.len();
+        encode(record, &mut self.buf)?;
+        self.records
+            .push((topic.to_string(), key, start..self.buf.len()));
+        Ok(())
+    }
+
+    /// Number of records to produce.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Bytes of encoded records.
+    pub fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// Parses, encodes and produces every kind of event secpipe ingests. Build once, share.
+pub struct Ingestor {
+    producer: EventProducer,
+    topics: Topics,
+    scan_reports: Codec<ScanReport>,
+    findings: Codec<Finding>,
+    failures: Codec<ScanFailure>,
+    telemetry: TelemetryCodec,
+    redactor: Redactor,
+}
+
+impl Ingestor {
+    pub fn new(
+        producer: EventProducer,
+        topics: Topics,
+        redaction_key: &str,
+    ) -> Result<Self, SchemaError> {
+        Ok(Self {
+            producer,
+            topics,
+            scan_reports: Codec::new()?,
+            findings: Codec::new()?,
+            failures: Codec::new()?,
+            telemetry: TelemetryCodec::new()?,
+            redactor: Redactor::new(redaction_key),
+        })
+    }
+
+    /// One end-of-scan message (`/track`).
+    pub fn scan_report(&self, body: &[u8]) -> Result<Prepared, IngestError> {
+        let report = scan_report::parse(body, now_micros())?;
+        let mut p = Prepared {
+            summary: json!({"success": "true"}),
+            ..Prepared::default()
+        };
+        p.push(
+            &self.topics.scan_results,
+            report.partition_key().to_string(),
+            &report,
+            |r, b| self.scan_reports.encode_into(r, b),
+        )?;
+        Ok(p)
+    }
+
+    /// A SARIF 2.1.0 report: one summary per run, one finding per result.
+    pub fn sarif(&self, body: &[u8]) -> Result<Prepared, IngestError> {
+        let parsed = sarif::parse(body, now_micros())?;
+        let mut p = Prepared {
+            summary: json!({
+                "success": "true",
+                "scans": parsed.reports.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+                "findings": parsed.findings.len(),
+            }),
+            ..Prepared::default()
+        };
+        for r in &parsed.reports {
+            p.push(
+                &self.topics.scan_results,
+                r.partition_key().to_string(),
+                r,
+                |r, b| self.scan_reports.encode_into(r, b),
+            )?;
+        }
+        for f in &parsed.findings {
+            p.push(
+                &self.topics.findings,
+                f.partition_key().to_string(),
+                f,
+                |f, b| self.findings.encode_into(f, b),
+            )?;
+        }
+        Ok(p)
+    }
+
+    /// One failed ad-hoc scan; a successful scan prepares nothing.
+    pub fn scan_failure(&self, body: &[u8]) -> Result<Prepared, IngestError> {
+        let Some(failure) = scan_failure::parse(body, now_micros())? else {
+            return Ok(Prepared {
+                summary: json!({"success": "true", "produced": 0,
+                    "reason": "successful scans produce no event"}),
+                ..Prepared::default()
+            });
+        };
+        let mut p = Prepared {
+            summary: json!({"success": "true", "produced": 1, "failure_id": failure.failure_id}),
+            ..Prepared::default()
+        };
+        p.push(
+            &self.topics.scan_failures,
+            failure.partition_key().to_string(),
+            &failure,
+            |f, b| self.failures.encode_into(f, b),
+        )?;
+        Ok(p)
+    }
+
+    /// An NDJSON telemetry batch, per line: valid lines are prepared (redacted), bad lines are
+    /// listed in the summary. Fails only when no line is valid.
+    pub fn telemetry(&self, body: &[u8]) -> Result<Prepared, IngestError> {
+        let batch = telemetry::parse_ndjson(body, &self.redactor);
+        if batch.events.is_empty() {
+            return Err(IngestError::NoValidLine(batch.rejected));
+        }
+        let mut p = Prepared {
+            buf: Vec::with_capacity(body.len()),
+            records: Vec::with_capacity(batch.events.len()),
+            summary: json!({
+                "accepted": batch.events.len(),
+                "rejected": batch.rejected,
+                "redacted": batch.redactions,
+            }),
+        };
+        for ev in &batch.events {
+            p.push(&self.topics.telemetry, ev.partition_key(), ev, |e, b| {
+                self.telemetry.encode_into(e, b)
+            })?;
+        }
+        Ok(p)
+    }
+
+    /// Telemetry events a Rust agent already holds: redacted, encoded, ready to send.
+    pub fn telemetry_events(&self, events: &mut [TelemetryEvent]) -> Result<Prepared, IngestError> {
+        let mut p = Prepared {
+            summary: json!({"accepted": events.len()}),
+            ..Prepared::default()
+        };
+        for ev in events.iter_mut() {
+            self.redactor.redact_event(ev);
+            p.push(&self.topics.telemetry, ev.partition_key(), &*ev, |e, b| {
+                self.telemetry.encode_into(e, b)
+            })?;
+        }
+        Ok(p)
+    }
+
+    /// Produces every prepared record; resolves once the broker acknowledged them all.
+    pub async fn send(&self, prepared: &Prepared) -> Result<(), ProduceError> {
+        if prepared.records.is_empty() {
+            return Ok(());
+        }
+        let out: Vec<OutRecord<'_>> = prepared
+            .records
+            .iter()
+            .map(|(topic, key, range)| OutRecord {
+                topic,
+                key: key.as_bytes(),
+                payload: &prepared.buf[range.clone()],
+                headers: &[],
+            })
+            .collect();
+        self.producer.send_all(&out).await.map(|_| ())
+    }
+
+    /// The producer underneath (to flush on shutdown).
+    pub fn producer(&self) -> &EventProducer {
+        &self.producer
+    }
+}

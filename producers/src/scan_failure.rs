@@ -1,0 +1,237 @@
+//! Failed ad-hoc scans (`POST /v1/scan-failures`, `secpipe produce scan-failure`): which image,
+//! which command, why, from where. A successful scan produces no event.
+use secpipe_schemas::{
+    failures::{Image, ScanFailure, COMMANDS, SOURCES},
+    AvroRecord,
+};
+use serde_json::{Map, Value};
+
+use crate::scan_report::InvalidMessage;
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> InvalidMessage {
+    InvalidMessage {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Parses one report of an ad-hoc scan. `Ok(None)` for a scan that succeeded.
+pub fn parse(body: &[u8], received_at: i64) -> Result<Option<ScanFailure>, InvalidMessage> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| invalid("$", format!("not valid JSON: {e}")))?;
+    from_json(&v, received_at)
+}
+
+/// Converts an already-parsed report.
+pub fn from_json(v: &Value, received_at: i64) -> Result<Option<ScanFailure>, InvalidMessage> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| invalid("$", "expected a JSON object"))?;
+    match obj.get("status").and_then(Value::as_str) {
+        None | Some("failed" | "failure" | "error") => {}
+        Some("succeeded" | "success" | "ok") => return Ok(None),
+        Some(other) => {
+            return Err(invalid(
+                "status",
+                format!("'{other}' is neither failed nor succeeded"),
+            ))
+        }
+    }
+    let command = text(obj, "command")?
+        .map(|c| c.trim().to_ascii_lowercase())
+        .ok_or_else(|| invalid("command", "missing"))?;
+    if !COMMANDS.contains(&command.as_str()) {
+        return Err(invalid(
+            "command",
+            format!("'{command}' is not one of {}", COMMANDS.join(", ")),
+        ));
+    }
+    let image = match obj.get("image") {
+        Some(Value::String(s)) => parse_image(s).map_err(|r| invalid("image", r))?,
+        Some(Value::Object(o)) => {
+            let full =
+                text(o, "full_name")?.ok_or_else(|| invalid("image.full_name", "missing"))?;
+            let mut image = parse_image(&full).map_err(|r| invalid("image.full_name", r))?;
+            if let Some(d) = text(o, "digest")? {
+                image.digest = Some(d);
+            }
+            image
+        }
+        _ => {
+            return Err(invalid(
+                "image",
+                "expected an image reference string or object",
+            ))
+        }
+    };
+    let reason = text(obj, "reason")?
+        .filter(|r| !r.trim().is_empty())
+        .ok_or_else(|| invalid("reason", "missing: a failed scan says why it failed"))?;
+    let source = text(obj, "source")?
+        .map(|s| s.to_ascii_lowercase())
+        .unwrap_or_else(|| "api".into());
+    if !SOURCES.contains(&source.as_str()) {
+        return Err(invalid(
+            "source",
+            format!("'{source}' is not one of cli, api"),
+        ));
+    }
+    let cluster = text(obj, "cluster")?;
+    let occurred_at = match obj.get("time").or_else(|| obj.get("occurred_at")) {
+        None | Some(Value::Null) => received_at,
+        Some(t) => parse_time(t).map_err(|r| invalid("time", r))?,
+    };
+    let failure_id = secpipe_schemas::stable_id(
+        ScanFailure::FULL_NAME,
+        &[
+            &image.full_name,
+            &command,
+            &reason,
+            cluster.as_deref().unwrap_or(""),
+            &occurred_at.to_string(),
+        ],
+    );
+    Ok(Some(ScanFailure {
+        failure_id,
+        command,
+        image,
+        reason,
+        source,
+        cluster,
+        occurred_at,
+        received_at,
+    }))
+}
+
+fn text(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, InvalidMessage> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(key, "expected a string")),
+    }
+}
+
+/// Splits `registry/repo/name:tag@sha256:...` into its parts. The first segment is a registry
+/// when it looks like a host (has a dot or a port, or is `localhost`), as container tools decide.
+pub fn parse_image(reference: &str) -> Result<Image, String> {
+    let full_name = reference.trim();
+    if full_name.is_empty() || full_name.contains(char::is_whitespace) {
+        return Err(format!("'{reference}' is not an image reference"));
+    }
+    let (name_tag, digest) = match full_name.split_once('@') {
+        Some((n, d)) if d.contains(':') => (n, Some(d.to_string())),
+        Some(_) => return Err(format!("'{reference}': digest must be algorithm:hex")),
+        None => (full_name, None),
+    };
+    let (registry, rest) = match name_tag.split_once('/') {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            (Some(first.to_string()), rest)
+        }
+        _ => (None, name_tag),
+    };
+    let (repository, tag) = match rest.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), Some(tag.to_string())),
+        _ => (rest.to_string(), None),
+    };
+    if repository.is_empty() {
+        return Err(format!("'{reference}' has no repository"));
+    }
+    Ok(Image {
+        full_name: full_name.to_string(),
+        registry,
+        repository,
+        tag,
+        digest,
+    })
+}
+
+/// RFC 3339 text, or a number of seconds (or milliseconds, when larger than 10^11) since the
+/// epoch; returns microseconds.
+pub fn parse_time(v: &Value) -> Result<i64, String> {
+    match v {
+        Value::String(s) => {
+            let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| format!("'{s}' is not an RFC 3339 time: {e}"))?;
+            Ok((t.unix_timestamp_nanos() / 1_000) as i64)
+        }
+        Value::Number(n) => {
+            let x = n.as_f64().ok_or("not a number")?;
+            if !(0.0..4.0e12).contains(&x) {
+                return Err(format!("{x} is not a plausible epoch time"));
+            }
+            Ok(if x > 1e11 {
+                x * 1_000.0
+            } else {
+                x * 1_000_000.0
+            } as i64)
+        }
+        _ => Err("expected RFC 3339 text or epoch seconds".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_scan_becomes_one_failure_record() {
+        let body = br#"{"command":"image scan","image":"quay.io/acme/api:1.4@sha256:abcd","reason":"registry unreachable","source":"cli","cluster":"prod","time":"2026-11-24T06:00:00Z"}"#;
+        let f = parse(body, 9).unwrap().unwrap();
+        assert_eq!(f.command, "image scan");
+        assert_eq!(f.image.registry.as_deref(), Some("quay.io"));
+        assert_eq!(f.image.repository, "acme/api");
+        assert_eq!(f.image.tag.as_deref(), Some("1.4"));
+        assert_eq!(f.image.digest.as_deref(), Some("sha256:abcd"));
+        assert_eq!(f.occurred_at, 1_795_500_000_000_000);
+        assert_eq!(
+            (f.source.as_str(), f.cluster.as_deref()),
+            ("cli", Some("prod"))
+        );
+        // The same report posted again has the same id.
+        assert_eq!(parse(body, 10).unwrap().unwrap().failure_id, f.failure_id);
+    }
+
+    #[test]
+    fn a_successful_scan_produces_nothing() {
+        let body = br#"{"status":"succeeded","command":"image check","image":"nginx"}"#;
+        assert_eq!(parse(body, 0).unwrap(), None);
+    }
+
+    #[test]
+    fn image_references_split_like_container_tools_do() {
+        let i = parse_image("nginx").unwrap();
+        assert_eq!(
+            (i.registry, i.repository.as_str(), i.tag),
+            (None, "nginx", None)
+        );
+        let i = parse_image("localhost:5000/team/app:dev").unwrap();
+        assert_eq!(i.registry.as_deref(), Some("localhost:5000"));
+        assert_eq!(
+            (i.repository.as_str(), i.tag.as_deref()),
+            ("team/app", Some("dev"))
+        );
+        assert!(parse_image("bad ref").is_err());
+    }
+
+    #[test]
+    fn bad_reports_name_the_field() {
+        let e = parse(br#"{"command":"image pull","image":"x","reason":"r"}"#, 0).unwrap_err();
+        assert_eq!(e.field, "command");
+        let e = parse(br#"{"command":"image scan","image":"x"}"#, 0).unwrap_err();
+        assert_eq!(e.field, "reason");
+        let e = parse(
+            br#"{"command":"image scan","image":"x","reason":"r","time":"yesterday"}"#,
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "time");
+        let e = parse(
+            br#"{"command":"image scan","image":"x","reason":"r","source":"ui"}"#,
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "source");
+    }
+}
