@@ -2,9 +2,11 @@
 //! processors and sinks, topic administration, and the demo. The stage crates (`producers/`,
 //! `processors/`, `sinks/`, `schemas/`) never talk to Kafka consumers themselves; this crate does.
 
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod logging;
+pub mod produce;
 pub mod roles;
 pub mod runtime;
 pub mod topics;

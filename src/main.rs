@@ -45,6 +45,25 @@ enum Command {
         #[command(subcommand)]
         topics: TopicsCommand,
     },
+    /// Send events from a file (or `-` for stdin) straight to Kafka.
+    Produce {
+        /// What the input holds.
+        #[arg(value_enum)]
+        kind: secpipe::produce::Kind,
+        /// Input file; `-` reads standard input.
+        #[arg(default_value = "-")]
+        input: String,
+    },
+    /// Measure throughput on the running local stack.
+    Bench {
+        #[command(subcommand)]
+        bench: BenchCommand,
+    },
+    /// Manage gateway bearer tokens.
+    Token {
+        #[command(subcommand)]
+        token: TokenCommand,
+    },
     /// Run the pipeline on the local stack, feed it sample events, print what landed.
     Demo,
     /// Inspect and check the Avro schemas compiled into this build.
@@ -88,6 +107,35 @@ enum SchemasCommand {
 }
 
 #[derive(Subcommand)]
+enum BenchCommand {
+    /// NDJSON telemetry batches (reference mix) through the gateway to the broker.
+    Gateway {
+        /// Events to send (after one warm-up batch).
+        #[arg(long, default_value_t = 500_000)]
+        events: usize,
+        /// Events per request.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a new random token and print it with the config entry that stores its hash.
+    New {
+        /// Name of the caller (e.g. ci-scanner).
+        #[arg(long)]
+        name: String,
+        /// producer, analyst or admin.
+        #[arg(long, default_value = "producer")]
+        role: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum StackCommand {
     /// Print shell assignments of the stack's ports and paths.
     Env,
@@ -107,6 +155,20 @@ fn main() -> anyhow::Result<()> {
     }
     if let Command::Schemas { schemas } = &cli.command {
         return schemas_command(schemas);
+    }
+    if let Command::Token { token: TokenCommand::New { name, role } } = &cli.command {
+        let token = format!(
+            "sp_{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        println!("token (give it to the caller; it is not stored): {token}");
+        println!();
+        println!("[[gateway.tokens]]");
+        println!("name = {name:?}");
+        println!("sha256 = {:?}", secpipe_producers::gateway::hash_token(&token));
+        println!("role = {role:?}");
+        return Ok(());
     }
     logging::init(&settings.log, cli.log_json);
     let runtime = tokio::runtime::Runtime::new()?;
@@ -132,7 +194,22 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Demo => secpipe::demo::run(&settings).await,
-            Command::Stack { .. } | Command::Schemas { .. } => {
+            Command::Bench {
+                bench: BenchCommand::Gateway { events, batch, concurrency },
+            } => {
+                let f = secpipe::bench::gateway(&settings, events, batch, concurrency).await?;
+                println!(
+                    "gateway: {} events in {} batches in {:.2} s = {:.0} events/s; request latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (broker {})",
+                    f.events, f.batches, f.seconds, f.events_per_sec, f.p50_ms, f.p99_ms, f.max_ms, settings.kafka.brokers
+                );
+                Ok(())
+            }
+            Command::Produce { kind, input } => {
+                let summary = secpipe::produce::run(&settings, kind, &input).await?;
+                anyhow::ensure!(summary.rejected == 0, "{} input(s) rejected", summary.rejected);
+                Ok(())
+            }
+            Command::Stack { .. } | Command::Schemas { .. } | Command::Token { .. } => {
                 unreachable!("handled before the runtime starts")
             }
         }

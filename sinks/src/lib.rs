@@ -5,6 +5,7 @@
 //! calls the sink, and commits offsets only after `write` succeeded.
 
 pub mod clickhouse;
+pub mod notify;
 
 use std::future::Future;
 

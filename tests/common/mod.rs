@@ -115,6 +115,19 @@ impl Pipeline {
         }
     }
 
+    /// Only the gateway (for tests of the ingest side).
+    pub async fn gateway_only(s: &Settings) -> Self {
+        let (trigger, shutdown) = Shutdown::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gateway = listener.local_addr().unwrap();
+        let tasks = vec![tokio::spawn(roles::gateway_on(listener, s.clone(), shutdown))];
+        Self {
+            gateway,
+            trigger,
+            tasks,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.gateway)
     }

@@ -209,10 +209,12 @@ impl TelemetryEvent {
         }
     }
 
-    /// Kafka partition key, `"{host}/{pid}"`: one process's events stay in order.
+    /// Kafka partition key, `"{host}/{container}/{pid}"` (`-` without a container): one
+    /// process's events stay in order, and the pid-1 processes of many containers on one node
+    /// do not all share a key.
     pub fn partition_key(&self) -> String {
         let e = self.envelope();
-        format!("{}/{}", e.host, e.pid)
+        format!("{}/{}/{}", e.host, e.container_id.as_deref().unwrap_or("-"), e.pid)
     }
 }
 
@@ -307,7 +309,7 @@ mod tests {
         let event: TelemetryEvent = serde_json::from_str(line).unwrap();
         assert_eq!(event.kind(), TelemetryKind::ComponentExit);
         assert_eq!(event.envelope().container_id, None);
-        assert_eq!(event.partition_key(), "node-1/42");
+        assert_eq!(event.partition_key(), "node-1/-/42");
         let unknown = r#"{"type":"keystroke","envelope":{"event_id":"e1","event_time":5,"host":"h","pid":1}}"#;
         assert!(serde_json::from_str::<TelemetryEvent>(unknown).is_err());
     }

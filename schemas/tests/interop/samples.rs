@@ -1,15 +1,58 @@
 //! One or more sample records of every record type, for the interop test.
+use std::collections::BTreeMap;
+
 use secpipe_schemas::{
+    alert::Alert,
+    failures::{AdminEvent, Image, ScanFailure},
     ops::DeadLetter,
-    scan::{RepoContext, ScanReport, ScannerSummary},
+    scan::{Finding, RepoContext, ScanReport, ScannerSummary},
+    telemetry::{sample, TelemetryEvent},
     AvroRecord,
 };
 
 use super::Work;
 
+/// Runs `$f` on the record inside a telemetry event, with its concrete type.
+macro_rules! with_record {
+    ($ev:expr, |$r:ident| $body:expr) => {
+        match $ev {
+            TelemetryEvent::ComponentStart($r) => $body,
+            TelemetryEvent::ComponentExit($r) => $body,
+            TelemetryEvent::HostEnvironment($r) => $body,
+            TelemetryEvent::PackageInfo($r) => $body,
+            TelemetryEvent::Api($r) => $body,
+            TelemetryEvent::Heartbeat($r) => $body,
+            TelemetryEvent::Network($r) => $body,
+            TelemetryEvent::DependencyInfo($r) => $body,
+            TelemetryEvent::MemoryWarning($r) => $body,
+            TelemetryEvent::File($r) => $body,
+            TelemetryEvent::IdentityChange($r) => $body,
+            TelemetryEvent::Process($r) => $body,
+            TelemetryEvent::WebappRegistration($r) => $body,
+            TelemetryEvent::WebappUriDiscovery($r) => $body,
+            TelemetryEvent::AuthTokenSighting($r) => $body,
+        }
+    };
+}
+
 pub struct Samples {
     scan_reports: Vec<ScanReport>,
     dead_letters: Vec<DeadLetter>,
+    findings: Vec<Finding>,
+    failures: Vec<ScanFailure>,
+    admin_events: Vec<AdminEvent>,
+    alerts: Vec<Alert>,
+    telemetry: Vec<TelemetryEvent>,
+}
+
+fn image() -> Image {
+    Image {
+        full_name: "quay.io/acme/api:1.4@sha256:0123abcd".into(),
+        registry: Some("quay.io".into()),
+        repository: "acme/api".into(),
+        tag: Some("1.4".into()),
+        digest: Some("sha256:0123abcd".into()),
+    }
 }
 
 pub fn all() -> Samples {
@@ -61,6 +104,59 @@ pub fn all() -> Samples {
             error: "unknown framing".into(),
             failed_at: 1_732_431_600_000_001,
         }],
+        findings: vec![Finding {
+            finding_id: "f-1".into(),
+            scan_id: "5f0c6f0e-7a1d-4c62-9d7e-1a0b2c3d4e01".into(),
+            tool: "njsscan".into(),
+            rule_id: "node_sqli".into(),
+            level: "error".into(),
+            message: "SQL injection via string concatenation ✗".into(),
+            file: "src/db.js".into(),
+            line: Some(42),
+            fingerprint: None,
+            repository: Some("shop-web".into()),
+            received_at: 1_732_431_600_123_456,
+        }],
+        failures: vec![ScanFailure {
+            failure_id: "sf-1".into(),
+            command: "image scan".into(),
+            image: image(),
+            reason: "failed to pull image: unauthorized".into(),
+            source: "cli".into(),
+            cluster: None,
+            occurred_at: 1_732_431_000_000_000,
+            received_at: 1_732_431_600_000_000,
+        }],
+        admin_events: vec![AdminEvent {
+            id: "ae-1".into(),
+            command: "deployment check".into(),
+            image: image(),
+            reason: "policy evaluation timed out".into(),
+            cluster: Some("prod-east".into()),
+            source: "api".into(),
+            first_seen: 1_732_431_000_000_000,
+            last_seen: 1_732_431_300_000_000,
+            occurrences: 7,
+            version: 7,
+            expires_at: 1_732_776_900_000_000,
+        }],
+        alerts: vec![Alert {
+            alert_id: "al-1".into(),
+            rule: "scan_failed".into(),
+            severity: "high".into(),
+            kind: "result".into(),
+            title: "Scan of shop-web failed".into(),
+            description: "2 scanners reported ❌".into(),
+            dedup_key: "scan_failed/shop-web".into(),
+            status: "open".into(),
+            source_topic: "secpipe.scan-results".into(),
+            source_id: "5f0c6f0e-7a1d-4c62-9d7e-1a0b2c3d4e01".into(),
+            resources: vec!["shop-web".into()],
+            tags: vec!["team:shop".into()],
+            attributes: BTreeMap::from([("branch".into(), "main".into()), ("critical".into(), "2".into())]),
+            raised_at: 1_732_431_600_123_999,
+        }],
+        telemetry: sample::one_of_each(3),
     }
 }
 
@@ -68,21 +164,43 @@ impl Samples {
     pub fn write(&self, w: &mut Work) {
         self.scan_reports.iter().for_each(|r| w.add(r));
         self.dead_letters.iter().for_each(|r| w.add(r));
+        self.findings.iter().for_each(|r| w.add(r));
+        self.failures.iter().for_each(|r| w.add(r));
+        self.admin_events.iter().for_each(|r| w.add(r));
+        self.alerts.iter().for_each(|r| w.add(r));
+        for ev in &self.telemetry {
+            with_record!(ev, |r| w.add(r));
+        }
     }
 
     pub fn check_back(&self, w: &Work) {
         let mut i = 0;
-        for r in &self.scan_reports {
-            w.check_back(i, r);
+        let mut next = || {
             i += 1;
-        }
-        for r in &self.dead_letters {
-            w.check_back(i, r);
-            i += 1;
+            i - 1
+        };
+        self.scan_reports.iter().for_each(|r| w.check_back(next(), r));
+        self.dead_letters.iter().for_each(|r| w.check_back(next(), r));
+        self.findings.iter().for_each(|r| w.check_back(next(), r));
+        self.failures.iter().for_each(|r| w.check_back(next(), r));
+        self.admin_events.iter().for_each(|r| w.check_back(next(), r));
+        self.alerts.iter().for_each(|r| w.check_back(next(), r));
+        for ev in &self.telemetry {
+            let index = next();
+            with_record!(ev, |r| w.check_back(index, r));
         }
     }
 
     pub fn record_names(&self) -> Vec<&'static str> {
-        vec![ScanReport::FULL_NAME, DeadLetter::FULL_NAME]
+        let mut names = vec![
+            ScanReport::FULL_NAME,
+            DeadLetter::FULL_NAME,
+            Finding::FULL_NAME,
+            ScanFailure::FULL_NAME,
+            AdminEvent::FULL_NAME,
+            Alert::FULL_NAME,
+        ];
+        names.extend(self.telemetry.iter().map(|e| e.kind().full_name()));
+        names
     }
 }
