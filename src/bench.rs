@@ -43,7 +43,7 @@ pub async fn gateway(
     batch: usize,
     concurrency: usize,
 ) -> anyhow::Result<GatewayFigures> {
-    crate::topics::create_all(&settings.kafka).await?;
+    crate::topics::create_all(settings).await?;
     let token = uuid::Uuid::new_v4().simple().to_string();
     let mut settings = settings.clone();
     settings.gateway.tokens.push(TokenConfig {
@@ -74,25 +74,51 @@ pub async fn gateway(
             .collect()
     };
     let total_bytes: usize = bodies.iter().map(|b| b.len()).sum();
-    eprintln!("{} batches, {:.1} MB of NDJSON; sending with {concurrency} in flight", bodies.len(), total_bytes as f64 / 1e6);
+    eprintln!(
+        "{} batches, {:.1} MB of NDJSON; sending with {concurrency} in flight",
+        bodies.len(),
+        total_bytes as f64 / 1e6
+    );
 
-    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
     // Warm-up: connections and the producer's idempotence set-up are not part of the figure.
-    let warm = http.post(&url).bearer_auth(&token).body(bodies[0].clone()).send().await?;
-    anyhow::ensure!(warm.status().is_success(), "warm-up batch refused: {}", warm.text().await?);
+    let warm = http
+        .post(&url)
+        .bearer_auth(&token)
+        .body(bodies[0].clone())
+        .send()
+        .await?;
+    anyhow::ensure!(
+        warm.status().is_success(),
+        "warm-up batch refused: {}",
+        warm.text().await?
+    );
 
     let queue = Arc::new(Mutex::new(bodies.into_iter().enumerate()));
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
-        let (queue, latencies, http, url, token) = (queue.clone(), latencies.clone(), http.clone(), url.clone(), token.clone());
+        let (queue, latencies, http, url, token) = (
+            queue.clone(),
+            latencies.clone(),
+            http.clone(),
+            url.clone(),
+            token.clone(),
+        );
         workers.push(tokio::spawn(async move {
             loop {
                 let next = queue.lock().await.next();
                 let Some((i, body)) = next else { break };
                 let t = Instant::now();
-                let resp = http.post(&url).bearer_auth(&token).body(body).send().await?;
+                let resp = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .body(body)
+                    .send()
+                    .await?;
                 let status = resp.status();
                 let text = resp.text().await?;
                 anyhow::ensure!(status.is_success(), "batch {i}: {status} {text}");

@@ -20,6 +20,8 @@ pub struct Settings {
     pub gateway: GatewayConfig,
     /// The ClickHouse loader (`secpipe sink clickhouse`).
     pub loader: LoaderConfig,
+    /// The stream processors (`secpipe process ...`).
+    pub processors: crate::processing::ProcessorsConfig,
     /// The local stack of `deploy/local` (broker and ClickHouse on this machine).
     pub stack: StackConfig,
     /// Logging.
@@ -190,6 +192,13 @@ impl Settings {
         }
         if self.loader.batch_max_rows == 0 {
             return bad("loader.batch_max_rows", "a positive number");
+        }
+        for rule in &self.processors.alert_rules {
+            rule.validate()
+                .map_err(|e| ConfigError::Invalid(format!("processors.alert_rules: {e}")))?;
+        }
+        if self.processors.batch_max_records == 0 {
+            return bad("processors.batch_max_records", "a positive number");
         }
         if !self.clickhouse.url.starts_with("http://")
             && !self.clickhouse.url.starts_with("https://")

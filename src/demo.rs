@@ -34,7 +34,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         .as_secs()
         .saturating_sub(1);
     secpipe_sinks::clickhouse::migrate(&settings.clickhouse).await?;
-    crate::topics::create_all(&settings.kafka).await?;
+    crate::topics::create_all(settings).await?;
 
     // The demo is its own producer: a fresh token, known to this run's gateway only.
     let token = uuid::Uuid::new_v4().simple().to_string();

@@ -31,6 +31,11 @@ struct Cli {
 enum Command {
     /// Run the ingest gateway (HTTP -> Kafka).
     Gateway,
+    /// Run a stream processor (a consumer group member; start more to share partitions).
+    Process {
+        #[arg(value_enum)]
+        processor: secpipe::roles::Proc,
+    },
     /// Run a sink.
     Sink {
         #[command(subcommand)]
@@ -156,7 +161,10 @@ fn main() -> anyhow::Result<()> {
     if let Command::Schemas { schemas } = &cli.command {
         return schemas_command(schemas);
     }
-    if let Command::Token { token: TokenCommand::New { name, role } } = &cli.command {
+    if let Command::Token {
+        token: TokenCommand::New { name, role },
+    } = &cli.command
+    {
         let token = format!(
             "sp_{}{}",
             uuid::Uuid::new_v4().simple(),
@@ -166,7 +174,10 @@ fn main() -> anyhow::Result<()> {
         println!();
         println!("[[gateway.tokens]]");
         println!("name = {name:?}");
-        println!("sha256 = {:?}", secpipe_producers::gateway::hash_token(&token));
+        println!(
+            "sha256 = {:?}",
+            secpipe_producers::gateway::hash_token(&token)
+        );
         println!("role = {role:?}");
         return Ok(());
     }
@@ -181,6 +192,7 @@ fn main() -> anyhow::Result<()> {
                 sink: SinkCommand::Clickhouse,
             } => roles::clickhouse_loader(settings, shutdown).await,
             Command::Run => roles::run_all(settings, shutdown).await,
+            Command::Process { processor } => roles::processor(settings, processor, shutdown).await,
             Command::Migrate => {
                 let applied = secpipe_sinks::clickhouse::migrate(&settings.clickhouse).await?;
                 println!("{} migration(s) applied", applied.len());
@@ -189,7 +201,7 @@ fn main() -> anyhow::Result<()> {
             Command::Topics {
                 topics: TopicsCommand::Create,
             } => {
-                let created = secpipe::topics::create_all(&settings.kafka).await?;
+                let created = secpipe::topics::create_all(&settings).await?;
                 println!("{} topic(s) created: {}", created.len(), created.join(", "));
                 Ok(())
             }

@@ -50,8 +50,10 @@ fn progress(len: Option<u64>) -> ProgressBar {
         _ => ProgressBar::hidden(),
     };
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
 }
@@ -164,7 +166,10 @@ async fn telemetry(
         bar.inc(chunk.len() as u64);
         match ingestor.telemetry(&chunk) {
             Ok(prepared) => {
-                let rejected = prepared.summary["rejected"].as_array().cloned().unwrap_or_default();
+                let rejected = prepared.summary["rejected"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
                 for r in &rejected {
                     eprintln!(
                         "line {}: {}",

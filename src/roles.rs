@@ -4,7 +4,13 @@ use anyhow::Context;
 use secpipe_producers::{gateway, EventProducer};
 use secpipe_sinks::clickhouse::ScanResultsSink;
 
-use crate::{runtime, runtime::Shutdown, Settings};
+use secpipe_processors::{
+    admin_events::AdminEvents,
+    scan_results::{ScanResults, ScanResultsTopics},
+    telemetry::{Telemetry, TelemetryTopics},
+};
+
+use crate::{processing::run_processor, runtime, runtime::Shutdown, Settings};
 
 /// The ingest gateway until shutdown.
 pub async fn gateway(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -46,12 +52,112 @@ pub async fn clickhouse_loader(settings: Settings, shutdown: Shutdown) -> anyhow
     .await
 }
 
-/// Every role in this process; returns when all have stopped, or with the first error.
+/// A stream processor until shutdown.
+pub async fn processor(settings: Settings, which: Proc, shutdown: Shutdown) -> anyhow::Result<()> {
+    let t = &settings.kafka.topics;
+    let p = &settings.processors;
+    match which {
+        Proc::AdminEvents => {
+            let proc = AdminEvents::new(
+                p.admin_events.clone(),
+                &t.scan_failures,
+                &t.admin_events,
+                &t.alerts,
+                &p.alert_rules,
+            )?;
+            run_processor(&settings.kafka, p, proc, shutdown).await
+        }
+        Proc::ScanResults => {
+            let topics = ScanResultsTopics {
+                input: t.scan_results.clone(),
+                rollups: t.scan_rollups.clone(),
+                status: t.repo_status.clone(),
+                alerts: t.alerts.clone(),
+            };
+            let proc = ScanResults::new(p.scan_results.clone(), topics, &p.alert_rules)?;
+            run_processor(&settings.kafka, p, proc, shutdown).await
+        }
+        Proc::Telemetry => {
+            let topics = TelemetryTopics {
+                input: t.telemetry.clone(),
+                clean: t.telemetry_clean.clone(),
+                rollups: t.heartbeat_rollups.clone(),
+                alerts: t.alerts.clone(),
+            };
+            let proc = Telemetry::new(
+                p.telemetry.clone(),
+                topics,
+                &p.alert_rules,
+                &settings.gateway.redaction_key,
+            )?;
+            run_processor(&settings.kafka, p, proc, shutdown).await
+        }
+    }
+}
+
+/// The stream processors `secpipe process` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Proc {
+    /// Failed ad-hoc scans -> deduplicated, expiring admin events.
+    AdminEvents,
+    /// Scan results -> daily rollups, repository status, scan alerts.
+    ScanResults,
+    /// Raw telemetry -> clean telemetry, heartbeat rollups, runtime alerts.
+    Telemetry,
+}
+
+impl Proc {
+    pub const ALL: [Proc; 3] = [Proc::AdminEvents, Proc::ScanResults, Proc::Telemetry];
+}
+
+/// Runs roles side by side; returns when all have stopped, or with the first error (which
+/// stops the others).
+pub async fn run_roles(
+    roles: Vec<(
+        &'static str,
+        futures::future::BoxFuture<'static, anyhow::Result<()>>,
+    )>,
+    trigger_on_error: Option<crate::runtime::ShutdownTrigger>,
+) -> anyhow::Result<()> {
+    let mut set = tokio::task::JoinSet::new();
+    for (name, fut) in roles {
+        set.spawn(async move { fut.await.with_context(|| format!("role {name}")) });
+    }
+    let mut first_error = None;
+    while let Some(done) = set.join_next().await {
+        let result = done.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(e) = result {
+            tracing::error!(error = %format!("{e:#}"), "role failed; stopping the others");
+            if let Some(t) = &trigger_on_error {
+                t.trigger();
+            }
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Every role in this process: gateway, processors, ClickHouse loader.
 pub async fn run_all(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    let g = tokio::spawn(gateway(settings.clone(), shutdown.clone()));
-    let l = tokio::spawn(clickhouse_loader(settings, shutdown));
-    let (g, l) = tokio::try_join!(g, l)?;
-    g?;
-    l?;
-    Ok(())
+    use futures::FutureExt;
+    let mut roles: Vec<(
+        &'static str,
+        futures::future::BoxFuture<'static, anyhow::Result<()>>,
+    )> = vec![
+        (
+            "gateway",
+            gateway(settings.clone(), shutdown.clone()).boxed(),
+        ),
+        (
+            "sink.clickhouse",
+            clickhouse_loader(settings.clone(), shutdown.clone()).boxed(),
+        ),
+    ];
+    for p in Proc::ALL {
+        roles.push((
+            "processor",
+            processor(settings.clone(), p, shutdown.clone()).boxed(),
+        ));
+    }
+    run_roles(roles, None).await
 }

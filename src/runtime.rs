@@ -49,14 +49,14 @@ impl ShutdownTrigger {
 
 /// Where a consumed record came from, kept until its batch is written (the original bytes go
 /// to the dead-letter topic if the destination rejects the record).
-struct Origin {
+pub(crate) struct Origin {
     partition: i32,
     offset: i64,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
 }
 
-fn origin_of(msg: &BorrowedMessage<'_>) -> Origin {
+pub(crate) fn origin_of(msg: &BorrowedMessage<'_>) -> Origin {
     Origin {
         partition: msg.partition(),
         offset: msg.offset(),
@@ -247,7 +247,7 @@ async fn write_batch<S: Sink>(
     Ok(true)
 }
 
-fn commit(
+pub(crate) fn commit(
     consumer: &StreamConsumer,
     topic: &str,
     next_offsets: &BTreeMap<i32, i64>,
@@ -286,7 +286,12 @@ impl DeadLetters {
     }
 
     /// Writes one dead letter and waits for the broker's acknowledgement.
-    async fn send(&self, topic: &str, origin: &Origin, error: &str) -> anyhow::Result<()> {
+    pub(crate) async fn send(
+        &self,
+        topic: &str,
+        origin: &Origin,
+        error: &str,
+    ) -> anyhow::Result<()> {
         let letter = DeadLetter {
             stage: self.stage.clone(),
             topic: topic.to_string(),
@@ -304,6 +309,7 @@ impl DeadLetters {
                 key: origin.key.as_deref().unwrap_or_default(),
                 payload: &payload,
                 headers: &[("secpipe-stage", self.stage.as_bytes())],
+                partition: None,
             })
             .await?;
         Ok(())

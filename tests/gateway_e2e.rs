@@ -22,7 +22,11 @@ fn ndjson(events: &[TelemetryEvent]) -> String {
         .join("\n")
 }
 
-async fn post(url: String, token: Option<&str>, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+async fn post(
+    url: String,
+    token: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> (StatusCode, Value) {
     let mut req = reqwest::Client::new().post(url).body(body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -57,7 +61,10 @@ async fn sarif_report_gives_one_summary_per_run_and_one_finding_per_result() {
         .map(|(_, p)| Codec::<ScanReport>::new().unwrap().decode(p).unwrap())
         .collect();
     assert_eq!(reports.len(), 2);
-    let a = reports.iter().find(|r| r.tool.as_deref() == Some("bandit")).unwrap();
+    let a = reports
+        .iter()
+        .find(|r| r.tool.as_deref() == Some("bandit"))
+        .unwrap();
     assert_eq!(a.report_summary[0].high, 1);
     assert_eq!(a.report_summary[0].medium, 1);
     let findings: Vec<(Option<Vec<u8>>, Finding)> = read_all(&s, &s.kafka.topics.findings)
@@ -67,7 +74,11 @@ async fn sarif_report_gives_one_summary_per_run_and_one_finding_per_result() {
     assert_eq!(findings.len(), 2);
     for (key, f) in &findings {
         assert_eq!(f.scan_id, a.id);
-        assert_eq!(key.as_deref(), Some(&b"payments-api"[..]), "keyed by repository");
+        assert_eq!(
+            key.as_deref(),
+            Some(&b"payments-api"[..]),
+            "keyed by repository"
+        );
     }
     gw.stop().await;
 }
@@ -79,16 +90,39 @@ async fn failed_scans_are_produced_keyed_by_image_and_successful_ones_are_not() 
     let gw = Pipeline::gateway_only(&s).await;
     let failed = json!({"command": "image check", "image": "quay.io/acme/api:1.4",
         "reason": "policy evaluation timed out", "source": "cli", "cluster": "prod"});
-    let (status, body) = post(gw.url("/v1/scan-failures"), Some(PRODUCER_TOKEN), failed.to_string()).await;
-    assert_eq!((status, body["produced"].as_u64()), (StatusCode::OK, Some(1)), "{body}");
+    let (status, body) = post(
+        gw.url("/v1/scan-failures"),
+        Some(PRODUCER_TOKEN),
+        failed.to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["produced"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{body}"
+    );
     let ok = json!({"status": "succeeded", "command": "image scan", "image": "nginx"});
-    let (status, body) = post(gw.url("/v1/scan-failures"), Some(PRODUCER_TOKEN), ok.to_string()).await;
-    assert_eq!((status, body["produced"].as_u64()), (StatusCode::OK, Some(0)));
+    let (status, body) = post(
+        gw.url("/v1/scan-failures"),
+        Some(PRODUCER_TOKEN),
+        ok.to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["produced"].as_u64()),
+        (StatusCode::OK, Some(0))
+    );
     let records = read_all(&s, &s.kafka.topics.scan_failures);
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].0.as_deref(), Some(&b"quay.io/acme/api:1.4"[..]));
-    let f = Codec::<ScanFailure>::new().unwrap().decode(&records[0].1).unwrap();
-    assert_eq!((f.command.as_str(), f.image.repository.as_str()), ("image check", "acme/api"));
+    let f = Codec::<ScanFailure>::new()
+        .unwrap()
+        .decode(&records[0].1)
+        .unwrap();
+    assert_eq!(
+        (f.command.as_str(), f.image.repository.as_str()),
+        ("image check", "acme/api")
+    );
     gw.stop().await;
 }
 
@@ -104,9 +138,20 @@ async fn telemetry_batches_are_accepted_per_line_with_bad_lines_reported() {
     let (status, resp) = post(gw.url("/v1/telemetry"), Some(PRODUCER_TOKEN), body).await;
     assert_eq!(status, 200, "{resp}");
     assert_eq!(resp["accepted"], 60);
-    let lines: Vec<u64> = resp["rejected"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
+    let lines: Vec<u64> = resp["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
     assert_eq!(lines, vec![31, 32]);
-    assert!(resp["rejected"][0]["reason"].as_str().unwrap().contains("envelope"), "{resp}");
+    assert!(
+        resp["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("envelope"),
+        "{resp}"
+    );
 
     // A batch with no valid line: 400, nothing produced.
     let (status, resp) = post(gw.url("/v1/telemetry"), Some(PRODUCER_TOKEN), "nope\n{}\n").await;
@@ -118,7 +163,11 @@ async fn telemetry_batches_are_accepted_per_line_with_bad_lines_reported() {
     assert_eq!(on_topic.len(), 60);
     for (key, payload) in on_topic {
         let ev = codec.decode(&payload).unwrap();
-        assert_eq!(key.unwrap(), ev.partition_key().into_bytes(), "keyed by host/pid");
+        assert_eq!(
+            key.unwrap(),
+            ev.partition_key().into_bytes(),
+            "keyed by host/pid"
+        );
     }
     gw.stop().await;
 }
@@ -129,7 +178,11 @@ async fn secrets_are_redacted_before_anything_reaches_kafka() {
     require_stack(&s).await;
     let gw = Pipeline::gateway_only(&s).await;
     let mut events = sample::one_of_each(5);
-    let secrets = ["AKIAEXAMPLESECRET123", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.sig-value", "hunter2-password"];
+    let secrets = [
+        "AKIAEXAMPLESECRET123",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.sig-value",
+        "hunter2-password",
+    ];
     for ev in &mut events {
         match ev {
             TelemetryEvent::ComponentStart(e) => {
@@ -137,11 +190,18 @@ async fn secrets_are_redacted_before_anything_reaches_kafka() {
             }
             TelemetryEvent::AuthTokenSighting(e) => e.token_fingerprint = secrets[1].into(),
             TelemetryEvent::Process(e) => e.arguments.push(format!("--password={}", secrets[2])),
-            TelemetryEvent::WebappUriDiscovery(e) => e.uri = format!("/login?user=a&access_token={}", secrets[0]),
+            TelemetryEvent::WebappUriDiscovery(e) => {
+                e.uri = format!("/login?user=a&access_token={}", secrets[0])
+            }
             _ => {}
         }
     }
-    let (status, resp) = post(gw.url("/v1/telemetry"), Some(PRODUCER_TOKEN), ndjson(&events)).await;
+    let (status, resp) = post(
+        gw.url("/v1/telemetry"),
+        Some(PRODUCER_TOKEN),
+        ndjson(&events),
+    )
+    .await;
     assert_eq!(status, 200, "{resp}");
     assert!(resp["redacted"].as_u64().unwrap() >= 4, "{resp}");
     let on_topic = read_all(&s, &s.kafka.topics.telemetry);
@@ -149,7 +209,9 @@ async fn secrets_are_redacted_before_anything_reaches_kafka() {
     for (_, payload) in &on_topic {
         for secret in secrets {
             assert!(
-                !payload.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                !payload
+                    .windows(secret.len())
+                    .any(|w| w == secret.as_bytes()),
                 "secret {secret} reached Kafka"
             );
         }
@@ -166,9 +228,27 @@ async fn callers_without_a_valid_token_or_right_are_refused_with_reasons() {
     let telemetry = ndjson(&sample::one_of_each(1)[..1]);
     let cases = [
         ("/track", None, report.clone(), 401, "unauthorized"),
-        ("/track", Some("wrong-token"), report.clone(), 401, "unauthorized"),
-        ("/track", Some(ANALYST_TOKEN), report.clone(), 403, "forbidden"),
-        ("/v1/telemetry", Some(SCAN_ONLY_TOKEN), telemetry.clone(), 403, "forbidden"),
+        (
+            "/track",
+            Some("wrong-token"),
+            report.clone(),
+            401,
+            "unauthorized",
+        ),
+        (
+            "/track",
+            Some(ANALYST_TOKEN),
+            report.clone(),
+            403,
+            "forbidden",
+        ),
+        (
+            "/v1/telemetry",
+            Some(SCAN_ONLY_TOKEN),
+            telemetry.clone(),
+            403,
+            "forbidden",
+        ),
     ];
     for (path, token, body, status, error) in cases {
         let (got, resp) = post(gw.url(path), token, body).await;
@@ -194,7 +274,11 @@ async fn bodies_over_the_limit_get_413_and_a_host_environment_event_fits() {
         .take(1)
         .collect();
     let body = ndjson(&host_env);
-    assert!(body.len() > 30_000, "host environment event is {} bytes", body.len());
+    assert!(
+        body.len() > 30_000,
+        "host environment event is {} bytes",
+        body.len()
+    );
     let (status, resp) = post(gw.url("/v1/telemetry"), Some(PRODUCER_TOKEN), body).await;
     assert_eq!(status, 200, "{resp}");
     let huge = "x".repeat(300 * 1024);
@@ -215,9 +299,17 @@ async fn a_token_over_its_rate_gets_429_with_retry_after() {
     let gw = Pipeline::gateway_only(&s).await;
     // Warm the gateway's producer (connection, idempotence set-up) with another token first.
     let warm = json!({"repo_context": {"repositoryName": "x"}}).to_string();
-    assert_eq!(post(gw.url("/track"), Some(SCAN_ONLY_TOKEN), warm).await.0, 200);
+    assert_eq!(
+        post(gw.url("/track"), Some(SCAN_ONLY_TOKEN), warm).await.0,
+        200
+    );
     let events: Vec<TelemetryEvent> = sample::full_mix(2, 1, 1).take(30).collect();
-    let (status, _) = post(gw.url("/v1/telemetry"), Some(PRODUCER_TOKEN), ndjson(&events)).await;
+    let (status, _) = post(
+        gw.url("/v1/telemetry"),
+        Some(PRODUCER_TOKEN),
+        ndjson(&events),
+    )
+    .await;
     assert_eq!(status, 200);
     let resp = reqwest::Client::new()
         .post(gw.url("/v1/telemetry"))
@@ -251,7 +343,11 @@ async fn broker_down_gets_503_with_retry_after_without_hanging() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 503);
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(resp.headers()["retry-after"], "5");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "broker_unavailable");
@@ -268,7 +364,10 @@ async fn every_acknowledged_event_is_in_kafka_exactly_once() {
     for chunk in events.chunks(100) {
         let url = gw.url("/v1/telemetry");
         let body = ndjson(chunk);
-        let ids: Vec<String> = chunk.iter().map(|e| e.envelope().event_id.clone()).collect();
+        let ids: Vec<String> = chunk
+            .iter()
+            .map(|e| e.envelope().event_id.clone())
+            .collect();
         tasks.push(tokio::spawn(async move {
             let (status, resp) = post(url, Some(PRODUCER_TOKEN), body).await;
             (status, resp, ids)
@@ -317,7 +416,10 @@ async fn the_gateway_speaks_tls13_only_when_configured() {
         .max_tls_version(reqwest::tls::Version::TLS_1_2)
         .build()
         .unwrap();
-    assert!(tls12.get(&url).send().await.is_err(), "TLS 1.2 must be refused");
+    assert!(
+        tls12.get(&url).send().await.is_err(),
+        "TLS 1.2 must be refused"
+    );
     let plain = reqwest::get(format!("http://localhost:{}/healthz", gw.gateway.port())).await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
     gw.stop().await;

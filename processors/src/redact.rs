@@ -153,8 +153,23 @@ fn is_value_end(c: u8) -> bool {
     c.is_ascii_whitespace() || matches!(c, b'&' | b';' | b',' | b'"' | b'\'' | b'#')
 }
 
-/// The byte range of the first secret in `s`.
+/// The end of an already redacted value starting at `start`, if there is one.
+fn redacted_at(s: &str, start: usize) -> Option<usize> {
+    let end = start + PREFIX.len() + 32;
+    (s.len() >= end && is_redacted(&s[start..end])).then_some(end)
+}
+
+/// The byte range of the first secret in `s` (an already redacted value counts as one, so that
+/// the caller keeps it as it is).
 fn next_secret(s: &str) -> Option<(usize, usize)> {
+    let found = find_secret(s)?;
+    Some(match redacted_at(s, found.0) {
+        Some(end) => (found.0, end),
+        None => found,
+    })
+}
+
+fn find_secret(s: &str) -> Option<(usize, usize)> {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {

@@ -217,6 +217,7 @@ impl Ingestor {
                 key: key.as_bytes(),
                 payload: &prepared.buf[range.clone()],
                 headers: &[],
+                partition: None,
             })
             .collect();
         self.producer.send_all(&out).await.map(|_| ())

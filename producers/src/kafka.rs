@@ -25,6 +25,18 @@ pub struct Topics {
     pub scan_failures: String,
     /// Raw runtime telemetry from agents (redacted at the gateway).
     pub telemetry: String,
+    /// Admin events: deduplicated failed scans (processor output).
+    pub admin_events: String,
+    /// Findings per repository, branch, day and scanner (processor output).
+    pub scan_rollups: String,
+    /// Latest scan status per repository (processor output).
+    pub repo_status: String,
+    /// Telemetry after dedupe, rate limits and redaction, without heartbeats (processor output).
+    pub telemetry_clean: String,
+    /// Per-process, per-minute heartbeat rollups (processor output).
+    pub heartbeat_rollups: String,
+    /// Alerts raised by the processors' rules.
+    pub alerts: String,
     /// Records no stage could process, with their cause.
     pub dead_letter: String,
 }
@@ -36,6 +48,12 @@ impl Default for Topics {
             findings: "secpipe.findings".into(),
             scan_failures: "secpipe.scan-failures".into(),
             telemetry: "secpipe.telemetry".into(),
+            admin_events: "secpipe.admin-events".into(),
+            scan_rollups: "secpipe.scan-rollups".into(),
+            repo_status: "secpipe.repo-status".into(),
+            telemetry_clean: "secpipe.telemetry.clean".into(),
+            heartbeat_rollups: "secpipe.heartbeat-rollups".into(),
+            alerts: "secpipe.alerts".into(),
             dead_letter: "secpipe.dead-letter".into(),
         }
     }
@@ -49,6 +67,12 @@ impl Topics {
             self.findings.as_str(),
             self.scan_failures.as_str(),
             self.telemetry.as_str(),
+            self.admin_events.as_str(),
+            self.scan_rollups.as_str(),
+            self.repo_status.as_str(),
+            self.telemetry_clean.as_str(),
+            self.heartbeat_rollups.as_str(),
+            self.alerts.as_str(),
             self.dead_letter.as_str(),
         ]
     }
@@ -146,6 +170,8 @@ pub struct OutRecord<'a> {
     pub payload: &'a [u8],
     /// Headers as (name, value).
     pub headers: &'a [(&'a str, &'a [u8])],
+    /// A partition to write to; `None` lets the key choose (the default partitioner).
+    pub partition: Option<i32>,
 }
 
 /// Where an acknowledged record landed.
@@ -188,6 +214,9 @@ impl EventProducer {
         let mut pending = Vec::with_capacity(records.len());
         for r in records {
             let mut record = FutureRecord::to(r.topic).key(r.key).payload(r.payload);
+            if let Some(p) = r.partition {
+                record = record.partition(p);
+            }
             if !r.headers.is_empty() {
                 let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
                 for (name, value) in r.headers {

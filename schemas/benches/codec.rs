@@ -23,7 +23,9 @@ fn network(c: &mut Criterion) {
             black_box(buf.len())
         })
     });
-    g.bench_function("decode", |b| b.iter(|| codec.decode(black_box(&bytes)).unwrap()));
+    g.bench_function("decode", |b| {
+        b.iter(|| codec.decode(black_box(&bytes)).unwrap())
+    });
     g.finish();
 }
 

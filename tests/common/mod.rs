@@ -36,7 +36,16 @@ pub fn settings(test: &str) -> Settings {
     t.findings = format!("test.{tag}.findings");
     t.scan_failures = format!("test.{tag}.scan-failures");
     t.telemetry = format!("test.{tag}.telemetry");
+    t.admin_events = format!("test.{tag}.admin-events");
+    t.scan_rollups = format!("test.{tag}.scan-rollups");
+    t.repo_status = format!("test.{tag}.repo-status");
+    t.telemetry_clean = format!("test.{tag}.telemetry.clean");
+    t.heartbeat_rollups = format!("test.{tag}.heartbeat-rollups");
+    t.alerts = format!("test.{tag}.alerts");
     t.dead_letter = format!("test.{tag}.dead-letter");
+    s.processors.changelog_prefix = format!("test.{tag}.changelog.");
+    s.processors.group_prefix = format!("test.{tag}.");
+    s.processors.batch_max_wait_ms = 100;
     let token = |name: &str, secret: &str, role, kinds: Vec<EventKind>| TokenConfig {
         name: name.into(),
         sha256: hash_token(secret),
@@ -83,10 +92,10 @@ pub async fn require_stack(s: &Settings) {
                 .expect("migrations apply");
         })
         .await;
-    let created = secpipe::topics::create_all(&s.kafka).await.expect("topics");
+    let created = secpipe::topics::create_all(s).await.expect("topics");
     assert_eq!(
         created.len(),
-        s.kafka.topics.all().len(),
+        secpipe::topics::all(s).len(),
         "fresh topics per test"
     );
 }
@@ -120,7 +129,11 @@ impl Pipeline {
         let (trigger, shutdown) = Shutdown::new();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let gateway = listener.local_addr().unwrap();
-        let tasks = vec![tokio::spawn(roles::gateway_on(listener, s.clone(), shutdown))];
+        let tasks = vec![tokio::spawn(roles::gateway_on(
+            listener,
+            s.clone(),
+            shutdown,
+        ))];
         Self {
             gateway,
             trigger,

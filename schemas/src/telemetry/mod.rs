@@ -214,7 +214,12 @@ impl TelemetryEvent {
     /// do not all share a key.
     pub fn partition_key(&self) -> String {
         let e = self.envelope();
-        format!("{}/{}/{}", e.host, e.container_id.as_deref().unwrap_or("-"), e.pid)
+        format!(
+            "{}/{}/{}",
+            e.host,
+            e.container_id.as_deref().unwrap_or("-"),
+            e.pid
+        )
     }
 }
 

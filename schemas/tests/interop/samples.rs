@@ -5,6 +5,7 @@ use secpipe_schemas::{
     alert::Alert,
     failures::{AdminEvent, Image, ScanFailure},
     ops::DeadLetter,
+    rollups::{HeartbeatRollup, RepoStatus, ScanRollup},
     scan::{Finding, RepoContext, ScanReport, ScannerSummary},
     telemetry::{sample, TelemetryEvent},
     AvroRecord,
@@ -43,6 +44,9 @@ pub struct Samples {
     admin_events: Vec<AdminEvent>,
     alerts: Vec<Alert>,
     telemetry: Vec<TelemetryEvent>,
+    scan_rollups: Vec<ScanRollup>,
+    repo_statuses: Vec<RepoStatus>,
+    heartbeat_rollups: Vec<HeartbeatRollup>,
 }
 
 fn image() -> Image {
@@ -153,10 +157,66 @@ pub fn all() -> Samples {
             source_id: "5f0c6f0e-7a1d-4c62-9d7e-1a0b2c3d4e01".into(),
             resources: vec!["shop-web".into()],
             tags: vec!["team:shop".into()],
-            attributes: BTreeMap::from([("branch".into(), "main".into()), ("critical".into(), "2".into())]),
+            attributes: BTreeMap::from([
+                ("branch".into(), "main".into()),
+                ("critical".into(), "2".into()),
+            ]),
             raised_at: 1_732_431_600_123_999,
         }],
         telemetry: sample::one_of_each(3),
+        scan_rollups: vec![ScanRollup {
+            rollup_id: "r-1".into(),
+            repository: "shop-web".into(),
+            team: Some("shop".into()),
+            branch: "main".into(),
+            day: 20_051,
+            scanner: "Source code analyzer for JavaScript".into(),
+            scans: 3,
+            failed_scans: 1,
+            critical: 2,
+            high: 5,
+            medium: 3,
+            low: 9,
+            version: 3,
+            updated_at: 1_732_431_600_123_456,
+        }],
+        repo_statuses: vec![RepoStatus {
+            repository: "shop-web".into(),
+            team: None,
+            branch: "main".into(),
+            scan_id: "s-1".into(),
+            scanned_at: 1_732_431_600_123_456,
+            status: "fail".into(),
+            failing_scanners: vec!["Secrets Audit".into()],
+            repo_type: vec!["nodejs".into()],
+            critical: 0,
+            high: 1,
+            medium: 0,
+            low: 0,
+            invoked_by: Some("alice".into()),
+        }],
+        heartbeat_rollups: vec![HeartbeatRollup {
+            rollup_id: "h-1".into(),
+            host: "node-1".into(),
+            container_id: Some("c0ffee".into()),
+            pod: Some("api-7d9".into()),
+            namespace: Some("shop".into()),
+            pid: 1,
+            app: None,
+            minute: 1_732_431_600_000_000,
+            heartbeats: 6,
+            cpu_user_ms: 1200,
+            cpu_system_ms: 300,
+            rss_bytes_max: 250_000_000,
+            rss_bytes_sum: 1_400_000_000,
+            vm_bytes_max: 2_000_000_000,
+            agent_cpu_ms: 12,
+            agent_rss_bytes_max: 9_000_000,
+            threads_created: 4,
+            forks: 0,
+            open_descriptors_max: 48,
+            version: 6,
+        }],
     }
 }
 
@@ -168,6 +228,9 @@ impl Samples {
         self.failures.iter().for_each(|r| w.add(r));
         self.admin_events.iter().for_each(|r| w.add(r));
         self.alerts.iter().for_each(|r| w.add(r));
+        self.scan_rollups.iter().for_each(|r| w.add(r));
+        self.repo_statuses.iter().for_each(|r| w.add(r));
+        self.heartbeat_rollups.iter().for_each(|r| w.add(r));
         for ev in &self.telemetry {
             with_record!(ev, |r| w.add(r));
         }
@@ -179,12 +242,27 @@ impl Samples {
             i += 1;
             i - 1
         };
-        self.scan_reports.iter().for_each(|r| w.check_back(next(), r));
-        self.dead_letters.iter().for_each(|r| w.check_back(next(), r));
+        self.scan_reports
+            .iter()
+            .for_each(|r| w.check_back(next(), r));
+        self.dead_letters
+            .iter()
+            .for_each(|r| w.check_back(next(), r));
         self.findings.iter().for_each(|r| w.check_back(next(), r));
         self.failures.iter().for_each(|r| w.check_back(next(), r));
-        self.admin_events.iter().for_each(|r| w.check_back(next(), r));
+        self.admin_events
+            .iter()
+            .for_each(|r| w.check_back(next(), r));
         self.alerts.iter().for_each(|r| w.check_back(next(), r));
+        self.scan_rollups
+            .iter()
+            .for_each(|r| w.check_back(next(), r));
+        self.repo_statuses
+            .iter()
+            .for_each(|r| w.check_back(next(), r));
+        self.heartbeat_rollups
+            .iter()
+            .for_each(|r| w.check_back(next(), r));
         for ev in &self.telemetry {
             let index = next();
             with_record!(ev, |r| w.check_back(index, r));
@@ -199,6 +277,9 @@ impl Samples {
             ScanFailure::FULL_NAME,
             AdminEvent::FULL_NAME,
             Alert::FULL_NAME,
+            ScanRollup::FULL_NAME,
+            RepoStatus::FULL_NAME,
+            HeartbeatRollup::FULL_NAME,
         ];
         names.extend(self.telemetry.iter().map(|e| e.kind().full_name()));
         names

@@ -63,7 +63,9 @@ impl RetryConfig {
     /// How long to wait after failed attempt number `attempt` (1-based); `None` when the
     /// destination asked for a longer pause than `max_retry_after_ms`.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Option<Duration> {
-        let exp = 1u64.checked_shl(attempt.saturating_sub(1)).unwrap_or(u64::MAX);
+        let exp = 1u64
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u64::MAX);
         let base = self
             .initial_backoff_ms
             .saturating_mul(exp)
@@ -205,13 +207,14 @@ impl RetryConfig {
 
 /// `"name"` or `"name[i]"`.
 pub(crate) fn parse_target(s: &str) -> Option<(&str, Option<usize>)> {
-    match s.strip_suffix(']') {
-        None => Some((s, None)),
+    let (name, index) = match s.strip_suffix(']') {
+        None => (s, None),
         Some(rest) => {
             let (name, index) = rest.split_once('[')?;
-            Some((name, Some(index.parse().ok()?)))
+            (name, Some(index.parse().ok()?))
         }
-    }
+    };
+    (!name.is_empty() && !name.contains(['[', ']'])).then_some((name, index))
 }
 
 #[cfg(test)]
@@ -250,11 +253,36 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_parses_and_builds() {
+        #[derive(Deserialize)]
+        struct File {
+            notify: NotifyConfig,
+        }
+        let file: File = toml::from_str(include_str!("example.toml")).unwrap();
+        let cfg = file.notify;
+        assert_eq!(cfg.integrations.len(), 8);
+        assert_eq!(cfg.retry, RetryConfig::default());
+        assert_eq!(cfg.throttle, ThrottleConfig::default());
+        assert_eq!(cfg.routes[2].to, ["sms[1]"]);
+        let notifier = super::super::Notifier::new(&cfg).unwrap();
+        let mut critical = crate::notify::fixtures::event();
+        critical.tags = vec!["prod".into()];
+        // Four channel integrations, three pagers, and the phone.
+        assert_eq!(
+            notifier
+                .targets(&super::super::Notification::Event(critical))
+                .len(),
+            8
+        );
+    }
+
+    #[test]
     fn targets_name_an_integration_and_maybe_an_endpoint() {
         assert_eq!(parse_target("slack"), Some(("slack", None)));
         assert_eq!(parse_target("slack[2]"), Some(("slack", Some(2))));
         assert_eq!(parse_target("slack[x]"), None);
         assert_eq!(parse_target("slack]"), None);
+        assert_eq!(parse_target("slack["), None);
     }
 
     #[test]

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
-use super::config::{parse_target, ConfigError, NotifyConfig, RetryConfig};
-use super::message::{Kind, Notification, Severity};
+use super::config::{ConfigError, NotifyConfig, RetryConfig};
+use super::message::Notification;
+pub use super::route::Target;
+use super::route::{compile, route, Route};
 use super::text::now_ms;
 use super::throttle::{Admission, Throttle, ThrottleEntry};
 use super::{Integration, SendError};
@@ -32,13 +34,6 @@ pub struct DeliveryAttempt {
     pub latency_ms: u64,
     /// When the attempt started, milliseconds since the Unix epoch.
     pub at: u64,
-}
-
-/// One endpoint of one integration.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Target {
-    pub integration: String,
-    pub endpoint: usize,
 }
 
 /// How delivery to one endpoint ended.
@@ -94,21 +89,6 @@ impl DeliveryReport {
     }
 }
 
-struct Route {
-    kinds: Vec<Kind>,
-    min_severity: Severity,
-    tags: Vec<String>,
-    targets: Vec<Target>,
-}
-
-impl Route {
-    fn matches(&self, n: &Notification) -> bool {
-        self.kinds.contains(&n.kind())
-            && n.severity() >= self.min_severity
-            && (self.tags.is_empty() || n.tags().iter().any(|t| self.tags.contains(t)))
-    }
-}
-
 /// Delivers notifications: built once from the config, then `deliver` per notification.
 pub struct Notifier {
     integrations: HashMap<String, Box<dyn Integration>>,
@@ -132,47 +112,7 @@ impl Notifier {
         for (name, integration) in &config.integrations {
             integrations.insert(name.clone(), integration.build(name, &client)?);
         }
-        let mut routes = Vec::new();
-        for (i, r) in config.routes.iter().enumerate() {
-            let invalid = |reason: String| ConfigError::Route { route: i, reason };
-            if r.kinds.is_empty() || r.kinds.contains(&Kind::Raw) {
-                return Err(invalid(
-                    "kinds must name result, alert or event (raw messages name their endpoint)"
-                        .into(),
-                ));
-            }
-            if r.to.is_empty() {
-                return Err(invalid("to is empty".into()));
-            }
-            let mut targets = Vec::new();
-            for t in &r.to {
-                let (name, index) = parse_target(t)
-                    .ok_or_else(|| invalid(format!("{t:?} is not \"name\" or \"name[i]\"")))?;
-                let integration = integrations
-                    .get(name)
-                    .ok_or_else(|| invalid(format!("no integration named {name:?}")))?;
-                let count = integration.endpoints().len();
-                match index {
-                    Some(i) if i >= count => {
-                        return Err(invalid(format!("{name} has {count} endpoints, not {t}")))
-                    }
-                    Some(i) => targets.push(Target {
-                        integration: name.to_string(),
-                        endpoint: i,
-                    }),
-                    None => targets.extend((0..count).map(|i| Target {
-                        integration: name.to_string(),
-                        endpoint: i,
-                    })),
-                }
-            }
-            routes.push(Route {
-                kinds: r.kinds.clone(),
-                min_severity: r.min_severity,
-                tags: r.tags.clone(),
-                targets,
-            });
-        }
+        let routes = compile(&config.routes, &integrations)?;
         Ok(Notifier {
             integrations,
             routes,
@@ -190,15 +130,7 @@ impl Notifier {
                 endpoint: r.endpoint,
             }];
         }
-        let mut targets: Vec<Target> = Vec::new();
-        for route in self.routes.iter().filter(|r| r.matches(n)) {
-            for t in &route.targets {
-                if !targets.contains(t) {
-                    targets.push(t.clone());
-                }
-            }
-        }
-        targets
+        route(&self.routes, n)
     }
 
     /// Routes, throttles and delivers `n`; returns once every endpoint is delivered, throttled
@@ -233,7 +165,11 @@ impl Notifier {
     }
 
     fn throttled(&self, n: &Notification, targets: &[Target]) -> DeliveryReport {
-        tracing::debug!(id = n.id(), key = n.dedup_key(), "notification held back by the throttle");
+        tracing::debug!(
+            id = n.id(),
+            key = n.dedup_key(),
+            "notification held back by the throttle"
+        );
         DeliveryReport {
             notification_id: n.id().to_string(),
             attempts: Vec::new(),
@@ -282,11 +218,23 @@ impl Notifier {
     ) -> (Outcome, Vec<DeliveryAttempt>) {
         let Some(integration) = self.integrations.get(&target.integration) else {
             let last_error = format!("no integration named {:?}", target.integration);
-            return (Outcome::Dead { attempts: 0, last_error }, Vec::new());
+            return (
+                Outcome::Dead {
+                    attempts: 0,
+                    last_error,
+                },
+                Vec::new(),
+            );
         };
         let Some(endpoint) = integration.endpoints().get(target.endpoint) else {
             let last_error = format!("{} has no endpoint {}", target.integration, target.endpoint);
-            return (Outcome::Dead { attempts: 0, last_error }, Vec::new());
+            return (
+                Outcome::Dead {
+                    attempts: 0,
+                    last_error,
+                },
+                Vec::new(),
+            );
         };
         let timeout = Duration::from_millis(self.retry.timeout_ms);
         let mut attempts = Vec::new();
@@ -314,7 +262,13 @@ impl Notifier {
             let error = match result {
                 Ok(sent) => {
                     let status = sent.status;
-                    return (Outcome::Delivered { attempts: attempt, status }, attempts);
+                    return (
+                        Outcome::Delivered {
+                            attempts: attempt,
+                            status,
+                        },
+                        attempts,
+                    );
                 }
                 Err(e) => e,
             };
@@ -328,7 +282,13 @@ impl Notifier {
                 }
                 tracing::error!(id = n.id(), integration = %target.integration, endpoint = %endpoint,
                     attempts = attempt, error = %last_error, "notification delivery is dead");
-                return (Outcome::Dead { attempts: attempt, last_error }, attempts);
+                return (
+                    Outcome::Dead {
+                        attempts: attempt,
+                        last_error,
+                    },
+                    attempts,
+                );
             };
             tracing::warn!(id = n.id(), integration = %target.integration, endpoint = %endpoint,
                 attempt, error = %error, retry_in_ms = delay.as_millis() as u64,
@@ -345,95 +305,5 @@ impl Notifier {
     /// Loads a state saved by [`Self::throttle_snapshot`].
     pub fn restore_throttle(&mut self, entries: impl IntoIterator<Item = ThrottleEntry>) {
         self.throttle.restore(entries);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::notify::config::RouteConfig;
-    use crate::notify::fixtures::alert;
-    use crate::notify::{IntegrationConfig, SlackConfig};
-
-    fn config(routes: Vec<RouteConfig>) -> NotifyConfig {
-        let slack = |n: usize| {
-            IntegrationConfig::Slack(SlackConfig {
-                endpoints: (0..n)
-                    .map(|i| format!("https://hooks.slack.com/services/T/B/{i}"))
-                    .collect(),
-            })
-        };
-        NotifyConfig {
-            integrations: [("team".to_string(), slack(2)), ("ops".to_string(), slack(1))]
-                .into_iter()
-                .collect(),
-            routes,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn routes_match_kind_severity_and_tags_and_each_endpoint_appears_once() {
-        let notifier = Notifier::new(&config(vec![
-            RouteConfig {
-                to: vec!["team".into()],
-                ..Default::default()
-            },
-            RouteConfig {
-                min_severity: Severity::Critical,
-                to: vec!["ops".into(), "team[1]".into()],
-                ..Default::default()
-            },
-            RouteConfig {
-                kinds: vec![Kind::Event],
-                tags: vec!["prod".into()],
-                to: vec!["ops".into()],
-                ..Default::default()
-            },
-        ]))
-        .unwrap();
-        let mut a = alert();
-        let t = |i: &str, e| Target {
-            integration: i.into(),
-            endpoint: e,
-        };
-        assert_eq!(
-            notifier.targets(&Notification::Alert(a.clone())),
-            [t("team", 0), t("team", 1)]
-        );
-        a.severity = Severity::Critical;
-        assert_eq!(
-            notifier.targets(&Notification::Alert(a)),
-            [t("team", 0), t("team", 1), t("ops", 0)]
-        );
-        let mut e = crate::notify::fixtures::event();
-        e.severity = Severity::Low;
-        assert_eq!(notifier.targets(&Notification::Event(e.clone())).len(), 2);
-        e.tags = vec!["prod".into()];
-        assert_eq!(notifier.targets(&Notification::Event(e)).len(), 3);
-    }
-
-    #[test]
-    fn bad_routes_are_config_errors() {
-        for (to, expected) in [
-            ("nobody", "no integration named"),
-            ("team[5]", "has 2 endpoints"),
-            ("team[", "is not"),
-        ] {
-            let err = Notifier::new(&config(vec![RouteConfig {
-                to: vec![to.into()],
-                ..Default::default()
-            }]))
-            .err()
-            .unwrap();
-            assert!(err.to_string().contains(expected), "{err}");
-            assert!(err.to_string().starts_with("notify.routes[0]"), "{err}");
-        }
-        let raw = Notifier::new(&config(vec![RouteConfig {
-            kinds: vec![Kind::Raw],
-            to: vec!["team".into()],
-            ..Default::default()
-        }]));
-        assert!(matches!(raw, Err(ConfigError::Route { .. })));
     }
 }

@@ -102,7 +102,12 @@ impl EmailConfig {
         if !is_address(&self.from) {
             return Err(format!("from {:?} is not an email address", self.from));
         }
-        if let Some((i, bad)) = self.endpoints.iter().enumerate().find(|(_, e)| !is_address(e)) {
+        if let Some((i, bad)) = self
+            .endpoints
+            .iter()
+            .enumerate()
+            .find(|(_, e)| !is_address(e))
+        {
             return Err(format!("endpoints[{i}] {bad:?} is not an email address"));
         }
         if self.helo_name.is_empty() || !self.helo_name.chars().all(|c| c.is_ascii_graphic()) {
@@ -191,13 +196,15 @@ impl Email {
     /// The whole message (header and body) for `n` to `to`.
     pub(crate) fn message(&self, n: &Notification, to: &str, now: SystemTime) -> String {
         let (subject, text) = match n {
-            Notification::Raw(r) => match (r.payload["subject"].as_str(), r.payload["body"].as_str()) {
-                (Some(s), Some(b)) => (s.to_string(), b.to_string()),
-                _ => (
-                    n.title(),
-                    serde_json::to_string_pretty(&r.payload).unwrap_or_default(),
-                ),
-            },
+            Notification::Raw(r) => {
+                match (r.payload["subject"].as_str(), r.payload["body"].as_str()) {
+                    (Some(s), Some(b)) => (s.to_string(), b.to_string()),
+                    _ => (
+                        n.title(),
+                        serde_json::to_string_pretty(&r.payload).unwrap_or_default(),
+                    ),
+                }
+            }
             other => (other.title(), other.plain_text()),
         };
         let subject = format!("{}{}", self.subject_prefix, truncate(&subject, 250));
@@ -306,7 +313,11 @@ mod tests {
     fn the_message_has_the_headers_a_mail_client_needs() {
         let mut a = alert();
         a.description = "line one\n.line starting with a dot".into();
-        let m = email().message(&Notification::Alert(a), "secops@example.com", SystemTime::UNIX_EPOCH);
+        let m = email().message(
+            &Notification::Alert(a),
+            "secops@example.com",
+            SystemTime::UNIX_EPOCH,
+        );
         let (header, body) = m.split_once("\r\n\r\n").unwrap();
         assert!(header.contains("Subject: [secpipe] [FAIL] CloudFront HTTPS Only on prod-aws"));
         assert!(header.contains("Message-ID: <n-1@secpipe>"));

@@ -73,19 +73,26 @@ pub fn parse_url(s: &str) -> Result<Url, String> {
 /// A base URL with `path` appended (keeping any path prefix the base has).
 pub fn join(base: &Url, path: &str) -> Url {
     let mut url = base.clone();
-    let joined = format!("{}/{}", base.path().trim_end_matches('/'), path.trim_start_matches('/'));
+    let joined = format!(
+        "{}/{}",
+        base.path().trim_end_matches('/'),
+        path.trim_start_matches('/')
+    );
     url.set_path(&joined);
     url
 }
 
 /// What can be shown of a string that did not even parse as a URL: its scheme and host part.
 fn redact_raw(s: &str) -> String {
-    let cut = s
-        .find("://")
-        .map(|i| i + 3)
-        .and_then(|start| s[start..].find('/').map(|j| start + j))
-        .unwrap_or(s.len().min(24));
-    format!("{}…", &s[..cut])
+    match s.find("://") {
+        Some(i) => {
+            let rest = &s[i + 3..];
+            let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let host = rest[..host_end].rsplit('@').next().unwrap_or("");
+            format!("{}://{host}/…", &s[..i])
+        }
+        None => "(not shown)".into(),
+    }
 }
 
 #[cfg(test)]

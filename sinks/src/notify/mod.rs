@@ -10,6 +10,7 @@ mod http;
 mod message;
 mod opsgenie;
 mod pagerduty;
+mod route;
 mod sigv4;
 mod slack;
 mod smtp;
@@ -19,6 +20,7 @@ mod teams;
 pub mod text;
 mod throttle;
 mod webhook;
+mod wording;
 
 use std::fmt;
 use std::future::Future;

@@ -149,9 +149,15 @@ impl Integration for Opsgenie {
                         .extend(["v2", "alerts", &alias(n), "close"]);
                     url.set_query(Some("identifierType=alias"));
                     let note = format!("Resolved: {}", n.title());
-                    (url, json!({"source": self.source, "note": truncate(&note, 25_000)}))
+                    (
+                        url,
+                        json!({"source": self.source, "note": truncate(&note, 25_000)}),
+                    )
                 }
-                n => (http::join(&self.base, "/v2/alerts"), create(n, &self.source)),
+                n => (
+                    http::join(&self.base, "/v2/alerts"),
+                    create(n, &self.source),
+                ),
             };
             let request = self
                 .client
@@ -176,7 +182,10 @@ mod tests {
         let body = create(&Notification::Alert(a), "secpipe");
         assert_eq!(body["alias"], "cloudfront-https/prod-aws");
         assert_eq!(body["priority"], "P2");
-        assert_eq!(body["message"].as_str().unwrap().chars().count(), MAX_MESSAGE);
+        assert_eq!(
+            body["message"].as_str().unwrap().chars().count(),
+            MAX_MESSAGE
+        );
         assert_eq!(body["tags"].as_array().unwrap().len(), MAX_TAGS);
         assert_eq!(body["entity"], "prod-aws");
         assert_eq!(body["details"]["notification"], "n-1");

@@ -86,7 +86,8 @@ pub(crate) fn event(n: &Notification, routing_key: &str, default_source: &str) -
     if let Notification::Raw(r) = n {
         let mut payload = r.payload.clone();
         if let Some(obj) = payload.as_object_mut() {
-            obj.entry("routing_key").or_insert_with(|| json!(routing_key));
+            obj.entry("routing_key")
+                .or_insert_with(|| json!(routing_key));
         }
         return payload;
     }

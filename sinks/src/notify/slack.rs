@@ -108,7 +108,10 @@ pub(crate) fn message(n: &Notification) -> Value {
         if !e.original.is_null() && blocks.len() < MAX_BLOCKS - 1 {
             let original = serde_json::to_string_pretty(&e.original).unwrap_or_default();
             // Inside a code block only `&<>` matter; keep room for the fences.
-            blocks.push(section(format!("```{}```", mrkdwn(&original, MAX_SECTION - 6))));
+            blocks.push(section(format!(
+                "```{}```",
+                mrkdwn(&original, MAX_SECTION - 6)
+            )));
         }
     }
     let mut footer = format!("secpipe · notification {}", n.id());
@@ -137,14 +140,17 @@ fn resource_sections(resources: &[String], room: usize) -> (Vec<Value>, usize) {
     let mut chars = current.len();
     let mut placed = 0;
     for r in resources {
-        let line = format!("\n• {}", mrkdwn(r, 500));
-        let line_chars = line.chars().count();
+        let line = format!("• {}", mrkdwn(r, 500));
+        let line_chars = line.chars().count() + 1;
         if chars + line_chars > MAX_SECTION {
             if sections.len() + 1 == room {
                 break;
             }
             sections.push(section(std::mem::take(&mut current)));
             chars = 0;
+        }
+        if !current.is_empty() {
+            current.push('\n');
         }
         current.push_str(&line);
         chars += line_chars;
@@ -209,16 +215,24 @@ mod tests {
         let mut a = alert();
         a.title = "T".repeat(400);
         a.description = "<d>".repeat(4000);
-        a.resources = (0..5000).map(|i| format!("arn:aws:s3:::bucket-{i}")).collect();
+        a.resources = (0..5000)
+            .map(|i| format!("arn:aws:s3:::bucket-with-a-rather-long-name-{i}"))
+            .collect();
         let v = message(&Notification::Alert(a));
         let blocks = v["blocks"].as_array().unwrap();
         assert!(blocks.len() <= MAX_BLOCKS, "{} blocks", blocks.len());
         assert!(blocks[0]["text"]["text"].as_str().unwrap().chars().count() <= MAX_HEADER);
         for t in texts(&v) {
-            assert!(t.chars().count() <= MAX_SECTION, "{} chars", t.chars().count());
+            assert!(
+                t.chars().count() <= MAX_SECTION,
+                "{} chars",
+                t.chars().count()
+            );
         }
         assert!(v["text"].as_str().unwrap().chars().count() <= MAX_SECTION);
-        let last_context = blocks[blocks.len() - 2]["elements"][0]["text"].as_str().unwrap();
+        let last_context = blocks[blocks.len() - 2]["elements"][0]["text"]
+            .as_str()
+            .unwrap();
         assert!(last_context.contains("more resources"), "{last_context}");
     }
 
@@ -226,9 +240,18 @@ mod tests {
     fn an_event_shows_its_facts_and_original() {
         let v = message(&Notification::Event(event()));
         let all = texts(&v).join("\n");
-        for needle in ["ConsoleLogin", "203.0.113.7", "us-east-1", "root", "eventName"] {
+        for needle in [
+            "ConsoleLogin",
+            "203.0.113.7",
+            "us-east-1",
+            "root",
+            "eventName",
+        ] {
             assert!(all.contains(needle), "missing {needle}");
         }
-        assert!(v["text"].as_str().unwrap().starts_with("[FAIL] ConsoleLogin"));
+        assert!(v["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[FAIL] ConsoleLogin"));
     }
 }

@@ -49,7 +49,9 @@ impl Reply {
     fn has_extension(&self, keyword: &str, param: Option<&str>) -> bool {
         self.lines.iter().skip(1).any(|l| {
             let mut words = l.split_whitespace();
-            words.next().is_some_and(|w| w.eq_ignore_ascii_case(keyword))
+            words
+                .next()
+                .is_some_and(|w| w.eq_ignore_ascii_case(keyword))
                 && param.is_none_or(|p| words.any(|w| w.eq_ignore_ascii_case(p)))
         })
     }
@@ -80,7 +82,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 .await
                 .map_err(io_error)?;
             if n == 0 {
-                return Err(SendError::Protocol("connection closed by the server".into()));
+                return Err(SendError::Protocol(
+                    "connection closed by the server".into(),
+                ));
             }
             if !line.ends_with('\n') || lines.len() >= MAX_LINES {
                 return Err(SendError::Protocol("reply too long".into()));
@@ -158,7 +162,9 @@ impl SmtpClient {
         conn.command("STARTTLS", &[220]).await?;
         if !conn.io.buffer().is_empty() {
             // Anything sent before the handshake could be an injected command.
-            return Err(SendError::Protocol("data received before the TLS handshake".into()));
+            return Err(SendError::Protocol(
+                "data received before the TLS handshake".into(),
+            ));
         }
         let tls = connector
             .connect(server_name.clone(), conn.io.into_inner())

@@ -97,7 +97,11 @@ impl SnsConfig {
                 shown.push(e.clone());
             } else if is_phone(e) {
                 destinations.push(Destination::Phone(e.clone()));
-                shown.push(format!("sms:{}{}", &e[..2], "*".repeat(e.len() - 6) + &e[e.len() - 4..]));
+                shown.push(format!(
+                    "sms:{}{}",
+                    &e[..2],
+                    "*".repeat(e.len() - 6) + &e[e.len() - 4..]
+                ));
             } else {
                 return Err(format!(
                     "endpoints[{i}] is neither an SNS topic ARN nor an E.164 phone number"
@@ -142,7 +146,10 @@ fn publish_params(n: &Notification, destination: &Destination) -> Vec<(&'static 
             params.push(("Message", truncate(&message, MAX_MESSAGE).into_owned()));
             if !matches!(n, Notification::Raw(_)) {
                 let subject = one_line(&n.title());
-                params.push(("Subject", truncate(subject.trim(), MAX_SUBJECT).into_owned()));
+                params.push((
+                    "Subject",
+                    truncate(subject.trim(), MAX_SUBJECT).into_owned(),
+                ));
             }
         }
     }
@@ -158,7 +165,9 @@ fn retry_throttling(e: SendError) -> SendError {
             retry_after,
             body,
             retryable: false,
-        } if body.contains("<Code>Throttling</Code>") || body.contains("<Code>ThrottlingException</Code>") => {
+        } if body.contains("<Code>Throttling</Code>")
+            || body.contains("<Code>ThrottlingException</Code>") =>
+        {
             SendError::Status {
                 status,
                 retry_after,
@@ -218,7 +227,9 @@ impl Integration for Sns {
             if let Some(token) = &self.credentials.session_token {
                 request = request.header("x-amz-security-token", token);
             }
-            http::send(request.body(body)).await.map_err(retry_throttling)
+            http::send(request.body(body))
+                .await
+                .map_err(retry_throttling)
         })
     }
 }
@@ -231,7 +242,9 @@ mod tests {
     #[test]
     fn endpoints_are_topic_arns_or_phone_numbers() {
         assert!(is_topic_arn("arn:aws:sns:us-east-1:123456789012:alerts"));
-        assert!(is_topic_arn("arn:aws-cn:sns:cn-north-1:123456789012:alerts"));
+        assert!(is_topic_arn(
+            "arn:aws-cn:sns:cn-north-1:123456789012:alerts"
+        ));
         assert!(!is_topic_arn("arn:aws:sqs:us-east-1:123456789012:q"));
         assert!(is_phone("+15555550100"));
         assert!(!is_phone("15555550100"));
@@ -263,7 +276,10 @@ mod tests {
         let topic = publish_params(&n, &Destination::Topic("arn:aws:sns:r:1:t".into()));
         let subject = &topic.iter().find(|(k, _)| *k == "Subject").unwrap().1;
         assert_eq!(subject, "[FAIL] CloudFront HTTPS Only on prod-aws");
-        assert_eq!(topic.last().unwrap(), &("Version", "2010-03-31".to_string()));
+        assert_eq!(
+            topic.last().unwrap(),
+            &("Version", "2010-03-31".to_string())
+        );
     }
 
     #[test]

@@ -105,7 +105,8 @@ pub(crate) fn card(n: &Notification) -> Value {
         "msteams": {"width": "Full"},
     });
     if let Some(url) = n.url() {
-        card["actions"] = json!([{"type": "Action.OpenUrl", "title": "Open the full report", "url": url}]);
+        card["actions"] =
+            json!([{"type": "Action.OpenUrl", "title": "Open the full report", "url": url}]);
     }
     card
 }
@@ -172,6 +173,9 @@ mod tests {
         a.resolved = true;
         let c = card(&Notification::Alert(a));
         assert_eq!(c["body"][0]["color"], "Good");
-        assert!(c["body"][0]["text"].as_str().unwrap().starts_with("[RESOLVED]"));
+        assert!(c["body"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[RESOLVED]"));
     }
 }

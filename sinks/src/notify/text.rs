@@ -91,7 +91,11 @@ pub fn redact_url(url: &reqwest::Url) -> String {
     if let Some(port) = url.port() {
         out.push_str(&format!(":{port}"));
     }
-    let mut segments = url.path_segments().into_iter().flatten().filter(|s| !s.is_empty());
+    let mut segments = url
+        .path_segments()
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty());
     if let Some(first) = segments.next() {
         out.push('/');
         out.push_str(first);

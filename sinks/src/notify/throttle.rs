@@ -220,6 +220,9 @@ mod tests {
         let mut restarted = throttle(1000, 10);
         restarted.restore(snap);
         assert_eq!(restarted.admit("k", 1, 2), Admission::HoldBack);
-        assert_eq!(restarted.admit("k", 1, 1000), Admission::Send { occurrences: 3 });
+        assert_eq!(
+            restarted.admit("k", 1, 1000),
+            Admission::Send { occurrences: 3 }
+        );
     }
 }

@@ -1,0 +1,358 @@
+//! Admin events from failed ad-hoc scans: failures with the same image, command, reason and
+//! cluster within a window become one [`AdminEvent`] with a stable id, first/last seen and an
+//! occurrence count. The event is re-emitted (version + 1) whenever its count grows, so the
+//! newest version always carries the right frequency; it expires `retention` after its last
+//! occurrence. A failure after the window has closed starts a new event.
+use secpipe_schemas::{
+    alert::Alert,
+    failures::{AdminEvent, ScanFailure},
+    stable_id, AvroRecord, Codec, SchemaError,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    alerts::{AlertRule, Draft},
+    Change, InRecord, Outputs, PartitionState, ProcessError, Processor, StateStore,
+};
+
+/// Settings of the admin-events processor (section `[processors.admin_events]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminEventsConfig {
+    /// Failures with the same values less than this many seconds after the previous one fold
+    /// into the same admin event. Default 600.
+    pub dedupe_window_secs: u64,
+    /// Admin events expire this many seconds after their last occurrence. Default 345600
+    /// (4 days).
+    pub retention_secs: u64,
+}
+
+impl Default for AdminEventsConfig {
+    fn default() -> Self {
+        Self {
+            dedupe_window_secs: 600,
+            retention_secs: 4 * 24 * 3600,
+        }
+    }
+}
+
+/// Open admin events by the stable key of their values.
+#[derive(Debug)]
+pub struct AdminEventsState {
+    events: StateStore<AdminEvent>,
+}
+
+impl Default for AdminEventsState {
+    fn default() -> Self {
+        Self {
+            events: StateStore::new("event"),
+        }
+    }
+}
+
+impl PartitionState for AdminEventsState {
+    fn drain_changes(&mut self) -> Vec<Change> {
+        let mut out = Vec::new();
+        self.events.drain_into(&mut out);
+        out
+    }
+
+    fn apply(&mut self, change: &Change) -> Result<(), String> {
+        self.events.try_apply(change).map(|_| ())
+    }
+}
+
+/// The processor.
+pub struct AdminEvents {
+    cfg: AdminEventsConfig,
+    input: String,
+    output: String,
+    alerts_topic: String,
+    rule: Option<AlertRule>,
+    failures: Codec<ScanFailure>,
+    admin_events: Codec<AdminEvent>,
+    alerts: Codec<Alert>,
+}
+
+impl AdminEvents {
+    pub fn new(
+        cfg: AdminEventsConfig,
+        input: &str,
+        output: &str,
+        alerts_topic: &str,
+        rules: &[AlertRule],
+    ) -> Result<Self, SchemaError> {
+        Ok(Self {
+            cfg,
+            input: input.into(),
+            output: output.into(),
+            alerts_topic: alerts_topic.into(),
+            rule: rules
+                .iter()
+                .find(|r| matches!(r, AlertRule::AdminEventOccurrences { .. }))
+                .cloned(),
+            failures: Codec::new()?,
+            admin_events: Codec::new()?,
+            alerts: Codec::new()?,
+        })
+    }
+
+    fn window_micros(&self) -> i64 {
+        self.cfg.dedupe_window_secs as i64 * 1_000_000
+    }
+}
+
+impl Processor for AdminEvents {
+    type State = AdminEventsState;
+
+    fn name(&self) -> &'static str {
+        "admin-events"
+    }
+
+    fn input_topic(&self) -> &str {
+        &self.input
+    }
+
+    fn output_topics(&self) -> Vec<&str> {
+        vec![&self.output, &self.alerts_topic]
+    }
+
+    fn process(
+        &mut self,
+        state: &mut AdminEventsState,
+        record: &InRecord<'_>,
+        out: &mut Outputs,
+    ) -> Result<(), ProcessError> {
+        let failure = self.failures.decode(record.payload)?;
+        let key = failure.admin_event_id();
+        let t = failure.occurred_at;
+        let window = self.window_micros();
+        let retention = self.cfg.retention_secs as i64 * 1_000_000;
+        let event = match state.events.get_mut(&key) {
+            Some(ev) if t >= ev.first_seen - window && t <= ev.last_seen + window => {
+                ev.occurrences += 1;
+                ev.version += 1;
+                ev.first_seen = ev.first_seen.min(t);
+                ev.last_seen = ev.last_seen.max(t);
+                ev.expires_at = ev.last_seen + retention;
+                out.counters.dedupe_hits += 1;
+                ev.clone()
+            }
+            _ => {
+                let ev = AdminEvent {
+                    id: stable_id(AdminEvent::FULL_NAME, &[&key, &t.to_string()]),
+                    command: failure.command,
+                    image: failure.image,
+                    reason: failure.reason,
+                    cluster: failure.cluster,
+                    source: failure.source,
+                    first_seen: t,
+                    last_seen: t,
+                    occurrences: 1,
+                    version: 1,
+                    expires_at: t + retention,
+                };
+                state.events.insert(key, ev.clone());
+                ev
+            }
+        };
+        out.push(
+            &self.output,
+            event.partition_key(),
+            self.admin_events.encode(&event)?,
+        );
+        if let Some(rule @ AlertRule::AdminEventOccurrences { threshold, .. }) = &self.rule {
+            if event.occurrences == *threshold {
+                let alert = Draft {
+                    rule,
+                    kind: "event",
+                    title: format!(
+                        "{} of {} failed {} times",
+                        event.command, event.image.full_name, event.occurrences
+                    ),
+                    description: format!("reason: {}", event.reason),
+                    dedup_key: format!("admin_event/{}", event.id),
+                    source_topic: &self.output,
+                    source_id: &event.id,
+                    resources: vec![event.image.full_name.clone()],
+                    tags: event
+                        .cluster
+                        .iter()
+                        .map(|c| format!("cluster:{c}"))
+                        .collect(),
+                    attributes: [
+                        ("command".to_string(), event.command.clone()),
+                        ("occurrences".to_string(), event.occurrences.to_string()),
+                    ]
+                    .into(),
+                    raised_at: event.last_seen,
+                }
+                .build();
+                out.push(
+                    &self.alerts_topic,
+                    alert.dedup_key.clone(),
+                    self.alerts.encode(&alert)?,
+                );
+                out.counters.alerts += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, state: &mut AdminEventsState, now_micros: i64, _out: &mut Outputs) {
+        // Forget events that expired: a later failure starts a new one anyway.
+        let window = self.window_micros();
+        state.events.retain(|_, ev| {
+            ev.expires_at > now_micros && ev.last_seen + window > now_micros - window
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secpipe_schemas::failures::Image;
+
+    fn failure(t_secs: i64, reason: &str) -> Vec<u8> {
+        Codec::<ScanFailure>::new()
+            .unwrap()
+            .encode(&ScanFailure {
+                failure_id: format!("f{t_secs}"),
+                command: "image scan".into(),
+                image: Image {
+                    full_name: "quay.io/acme/api:1".into(),
+                    registry: Some("quay.io".into()),
+                    repository: "acme/api".into(),
+                    tag: Some("1".into()),
+                    digest: None,
+                },
+                reason: reason.into(),
+                source: "cli".into(),
+                cluster: Some("prod".into()),
+                occurred_at: t_secs * 1_000_000,
+                received_at: t_secs * 1_000_000,
+            })
+            .unwrap()
+    }
+
+    fn run(
+        p: &mut AdminEvents,
+        state: &mut AdminEventsState,
+        payloads: &[Vec<u8>],
+    ) -> Vec<AdminEvent> {
+        let codec = Codec::<AdminEvent>::new().unwrap();
+        let mut out = Outputs::default();
+        for (i, payload) in payloads.iter().enumerate() {
+            let rec = InRecord {
+                topic: "in",
+                partition: 0,
+                offset: i as i64,
+                timestamp_ms: 0,
+                key: None,
+                payload,
+            };
+            p.process(state, &rec, &mut out).unwrap();
+        }
+        out.records
+            .iter()
+            .filter(|r| r.topic == "out")
+            .map(|r| codec.decode(&r.payload).unwrap())
+            .collect()
+    }
+
+    fn processor(threshold: i64) -> AdminEvents {
+        let rules = [AlertRule::AdminEventOccurrences {
+            severity: "medium".into(),
+            threshold,
+        }];
+        AdminEvents::new(AdminEventsConfig::default(), "in", "out", "alerts", &rules).unwrap()
+    }
+
+    #[test]
+    fn duplicate_failures_within_the_window_become_one_event_with_a_growing_count() {
+        let mut p = processor(10);
+        let mut state = AdminEventsState::default();
+        let events = run(
+            &mut p,
+            &mut state,
+            &[
+                failure(1000, "timeout"),
+                failure(1100, "timeout"),
+                failure(1500, "timeout"),
+            ],
+        );
+        assert_eq!(events.len(), 3, "re-emitted at every occurrence");
+        let last = events.last().unwrap();
+        assert!(events.iter().all(|e| e.id == last.id), "one stable id");
+        assert_eq!((last.occurrences, last.version), (3, 3));
+        assert_eq!(
+            (last.first_seen, last.last_seen),
+            (1000 * 1_000_000, 1500 * 1_000_000)
+        );
+        assert_eq!(last.expires_at, last.last_seen + 4 * 24 * 3600 * 1_000_000);
+    }
+
+    #[test]
+    fn other_values_or_a_closed_window_start_new_events() {
+        let mut p = processor(10);
+        let mut state = AdminEventsState::default();
+        let events = run(
+            &mut p,
+            &mut state,
+            &[
+                failure(1000, "timeout"),
+                failure(1001, "unauthorized"),
+                failure(1000 + 700, "timeout"),
+            ],
+        );
+        assert_ne!(events[0].id, events[1].id, "different reason");
+        assert_ne!(events[0].id, events[2].id, "the window closed");
+        assert_eq!(events[2].occurrences, 1);
+    }
+
+    #[test]
+    fn reaching_the_threshold_raises_one_alert() {
+        let mut p = processor(2);
+        let mut state = AdminEventsState::default();
+        let mut out = Outputs::default();
+        for (i, t) in [1000, 1010, 1020].iter().enumerate() {
+            let payload = failure(*t, "timeout");
+            let rec = InRecord {
+                topic: "in",
+                partition: 0,
+                offset: i as i64,
+                timestamp_ms: 0,
+                key: None,
+                payload: &payload,
+            };
+            p.process(&mut state, &rec, &mut out).unwrap();
+        }
+        let alerts: Vec<_> = out.records.iter().filter(|r| r.topic == "alerts").collect();
+        assert_eq!(alerts.len(), 1);
+        let alert = Codec::<Alert>::new()
+            .unwrap()
+            .decode(&alerts[0].payload)
+            .unwrap();
+        assert_eq!(
+            (alert.rule.as_str(), alert.severity.as_str()),
+            ("admin_event_occurrences", "medium")
+        );
+    }
+
+    #[test]
+    fn state_restored_from_the_changelog_continues_the_count() {
+        let mut p = processor(10);
+        let mut state = AdminEventsState::default();
+        run(
+            &mut p,
+            &mut state,
+            &[failure(1000, "timeout"), failure(1010, "timeout")],
+        );
+        let mut restored = AdminEventsState::default();
+        for c in state.drain_changes() {
+            restored.apply(&c).unwrap();
+        }
+        let events = run(&mut p, &mut restored, &[failure(1020, "timeout")]);
+        assert_eq!(events[0].occurrences, 3);
+    }
+}

@@ -1,0 +1,473 @@
+//! Scan results: one record per scan id (a retried POST or a replayed SARIF upload counts once),
+//! rollups of findings per repository, branch, UTC day and scanner, the latest status of each
+//! repository, and the scan alerts (a cross on some scanner; critical findings on a default
+//! branch).
+use secpipe_schemas::{
+    alert::Alert,
+    rollups::{RepoStatus, ScanRollup},
+    scan::ScanReport,
+    Codec, SchemaError,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    alerts::{AlertRule, Draft},
+    Change, InRecord, Outputs, PartitionState, ProcessError, Processor, StateStore,
+};
+
+const DAY_MICROS: i64 = 86_400 * 1_000_000;
+
+/// Settings of the scan-results processor (section `[processors.scan_results]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScanResultsConfig {
+    /// How long a scan id is remembered to drop repeats, in seconds. Default 604800 (7 days).
+    pub dedupe_horizon_secs: u64,
+}
+
+impl Default for ScanResultsConfig {
+    fn default() -> Self {
+        Self {
+            dedupe_horizon_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// Seen scan ids, open daily rollups, and the latest status per repository.
+#[derive(Debug)]
+pub struct ScanResultsState {
+    seen: StateStore<i64>,
+    rollups: StateStore<ScanRollup>,
+    status: StateStore<RepoStatus>,
+}
+
+impl Default for ScanResultsState {
+    fn default() -> Self {
+        Self {
+            seen: StateStore::new("seen"),
+            rollups: StateStore::new("rollup"),
+            status: StateStore::new("status"),
+        }
+    }
+}
+
+impl PartitionState for ScanResultsState {
+    fn drain_changes(&mut self) -> Vec<Change> {
+        let mut out = Vec::new();
+        self.seen.drain_into(&mut out);
+        self.rollups.drain_into(&mut out);
+        self.status.drain_into(&mut out);
+        out
+    }
+
+    fn apply(&mut self, change: &Change) -> Result<(), String> {
+        if !self.seen.try_apply(change)? && !self.rollups.try_apply(change)? {
+            self.status.try_apply(change)?;
+        }
+        Ok(())
+    }
+}
+
+/// Output topics of the scan-results processor.
+#[derive(Debug, Clone)]
+pub struct ScanResultsTopics {
+    pub input: String,
+    pub rollups: String,
+    pub status: String,
+    pub alerts: String,
+}
+
+/// The processor.
+pub struct ScanResults {
+    cfg: ScanResultsConfig,
+    topics: ScanResultsTopics,
+    rules: Vec<AlertRule>,
+    reports: Codec<ScanReport>,
+    rollups: Codec<ScanRollup>,
+    statuses: Codec<RepoStatus>,
+    alerts: Codec<Alert>,
+}
+
+impl ScanResults {
+    pub fn new(
+        cfg: ScanResultsConfig,
+        topics: ScanResultsTopics,
+        rules: &[AlertRule],
+    ) -> Result<Self, SchemaError> {
+        Ok(Self {
+            cfg,
+            topics,
+            rules: rules
+                .iter()
+                .filter(|r| {
+                    matches!(
+                        r,
+                        AlertRule::ScanFailed { .. }
+                            | AlertRule::ScanCriticalOnDefaultBranch { .. }
+                    )
+                })
+                .cloned()
+                .collect(),
+            reports: Codec::new()?,
+            rollups: Codec::new()?,
+            statuses: Codec::new()?,
+            alerts: Codec::new()?,
+        })
+    }
+
+    fn raise(
+        &self,
+        report: &ScanReport,
+        repo: &str,
+        out: &mut Outputs,
+    ) -> Result<(), ProcessError> {
+        let branch = report.repo_context.branch.as_deref().unwrap_or("");
+        let failing: Vec<&str> = report
+            .report_summary
+            .iter()
+            .filter(|s| s.status == "❌")
+            .map(|s| s.scanner.as_str())
+            .collect();
+        let critical: i64 = report.report_summary.iter().map(|s| s.critical).sum();
+        for rule in &self.rules {
+            let (title, dedup_key) = match rule {
+                AlertRule::ScanFailed { .. } if !failing.is_empty() => (
+                    format!("Scan of {repo} ({branch}) failed: {}", failing.join(", ")),
+                    format!("scan_failed/{repo}/{branch}"),
+                ),
+                AlertRule::ScanCriticalOnDefaultBranch { branches, .. }
+                    if critical > 0 && branches.iter().any(|b| b == branch) =>
+                {
+                    (
+                        format!("{critical} critical findings on {repo} {branch}"),
+                        format!("scan_critical/{repo}/{branch}"),
+                    )
+                }
+                _ => continue,
+            };
+            let alert = Draft {
+                rule,
+                kind: "result",
+                title,
+                description: report
+                    .report_summary
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{} {}: critical {}, high {}, medium {}, low {}",
+                            s.status, s.scanner, s.critical, s.high, s.medium, s.low
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                dedup_key,
+                source_topic: &self.topics.input,
+                source_id: &report.id,
+                resources: vec![repo.to_string()],
+                tags: report.team.iter().map(|t| format!("team:{t}")).collect(),
+                attributes: [
+                    ("branch".to_string(), branch.to_string()),
+                    ("scan_id".to_string(), report.id.clone()),
+                    (
+                        "invoked_by".to_string(),
+                        report.repo_context.invoked_by.clone().unwrap_or_default(),
+                    ),
+                ]
+                .into(),
+                raised_at: report.received_at,
+            }
+            .build();
+            out.push(
+                &self.topics.alerts,
+                alert.dedup_key.clone(),
+                self.alerts.encode(&alert)?,
+            );
+            out.counters.alerts += 1;
+        }
+        Ok(())
+    }
+}
+
+impl Processor for ScanResults {
+    type State = ScanResultsState;
+
+    fn name(&self) -> &'static str {
+        "scan-results"
+    }
+
+    fn input_topic(&self) -> &str {
+        &self.topics.input
+    }
+
+    fn output_topics(&self) -> Vec<&str> {
+        vec![
+            &self.topics.rollups,
+            &self.topics.status,
+            &self.topics.alerts,
+        ]
+    }
+
+    fn process(
+        &mut self,
+        state: &mut ScanResultsState,
+        record: &InRecord<'_>,
+        out: &mut Outputs,
+    ) -> Result<(), ProcessError> {
+        let report = self.reports.decode(record.payload)?;
+        if state.seen.contains(&report.id) {
+            out.counters.dedupe_hits += 1;
+            return Ok(());
+        }
+        state.seen.insert(report.id.clone(), report.received_at);
+        let repo = report
+            .repo_context
+            .repository_name
+            .clone()
+            .or_else(|| report.repo_context.repository_uri.clone())
+            .unwrap_or_else(|| "(unknown)".into());
+        let branch = report.repo_context.branch.clone().unwrap_or_default();
+        let day = report.received_at.div_euclid(DAY_MICROS) as i32;
+        for s in &report.report_summary {
+            let id = ScanRollup::derive_id(&repo, &branch, day, &s.scanner);
+            let rollup = match state.rollups.get_mut(&id) {
+                Some(r) => r,
+                None => {
+                    state.rollups.insert(
+                        id.clone(),
+                        ScanRollup {
+                            rollup_id: id.clone(),
+                            repository: repo.clone(),
+                            team: report.team.clone(),
+                            branch: branch.clone(),
+                            day,
+                            scanner: s.scanner.clone(),
+                            scans: 0,
+                            failed_scans: 0,
+                            critical: 0,
+                            high: 0,
+                            medium: 0,
+                            low: 0,
+                            version: 0,
+                            updated_at: 0,
+                        },
+                    );
+                    state.rollups.get_mut(&id).expect("just inserted")
+                }
+            };
+            rollup.scans += 1;
+            rollup.failed_scans += i64::from(s.status == "❌");
+            rollup.critical += s.critical;
+            rollup.high += s.high;
+            rollup.medium += s.medium;
+            rollup.low += s.low;
+            rollup.version += 1;
+            rollup.updated_at = rollup.updated_at.max(report.received_at);
+            let bytes = self.rollups.encode(rollup)?;
+            out.push(&self.topics.rollups, repo.clone(), bytes);
+        }
+        let newer = state
+            .status
+            .get(&repo)
+            .is_none_or(|s| s.scanned_at <= report.received_at);
+        if newer {
+            let sum = |f: fn(&secpipe_schemas::scan::ScannerSummary) -> i64| -> i64 {
+                report.report_summary.iter().map(f).sum()
+            };
+            let failing: Vec<String> = report
+                .report_summary
+                .iter()
+                .filter(|s| s.status == "❌")
+                .map(|s| s.scanner.clone())
+                .collect();
+            let status = RepoStatus {
+                repository: repo.clone(),
+                team: report.team.clone(),
+                branch: branch.clone(),
+                scan_id: report.id.clone(),
+                scanned_at: report.received_at,
+                status: if failing.is_empty() { "pass" } else { "fail" }.into(),
+                failing_scanners: failing,
+                repo_type: report.repo_type.clone(),
+                critical: sum(|s| s.critical),
+                high: sum(|s| s.high),
+                medium: sum(|s| s.medium),
+                low: sum(|s| s.low),
+                invoked_by: report.repo_context.invoked_by.clone(),
+            };
+            out.push(
+                &self.topics.status,
+                repo.clone(),
+                self.statuses.encode(&status)?,
+            );
+            state.status.insert(repo.clone(), status);
+        }
+        self.raise(&report, &repo, out)
+    }
+
+    fn tick(&mut self, state: &mut ScanResultsState, now_micros: i64, _out: &mut Outputs) {
+        let horizon = self.cfg.dedupe_horizon_secs as i64 * 1_000_000;
+        state
+            .seen
+            .retain(|_, &received| received > now_micros - horizon);
+        // A day's rollup is final two days later (late scans of that day are rare).
+        state
+            .rollups
+            .retain(|_, r| i64::from(r.day) * DAY_MICROS + 3 * DAY_MICROS > now_micros);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secpipe_schemas::scan::{RepoContext, ScannerSummary};
+
+    fn report(id: &str, repo: &str, branch: &str, at: i64, critical: i64, status: &str) -> Vec<u8> {
+        Codec::<ScanReport>::new()
+            .unwrap()
+            .encode(&ScanReport {
+                id: id.into(),
+                scan_mode: None,
+                tool: None,
+                repo_context: RepoContext {
+                    branch: Some(branch.into()),
+                    repository_name: Some(repo.into()),
+                    ..Default::default()
+                },
+                repo_type: vec!["nodejs".into()],
+                team: None,
+                report_summary: vec![ScannerSummary {
+                    scanner: "njs".into(),
+                    tool: None,
+                    critical,
+                    high: 1,
+                    medium: 0,
+                    low: 0,
+                    status: status.into(),
+                }],
+                received_at: at,
+            })
+            .unwrap()
+    }
+
+    fn processor() -> ScanResults {
+        let topics = ScanResultsTopics {
+            input: "in".into(),
+            rollups: "rollups".into(),
+            status: "status".into(),
+            alerts: "alerts".into(),
+        };
+        ScanResults::new(
+            ScanResultsConfig::default(),
+            topics,
+            &crate::alerts::default_rules(),
+        )
+        .unwrap()
+    }
+
+    fn feed(p: &mut ScanResults, state: &mut ScanResultsState, payloads: &[Vec<u8>]) -> Outputs {
+        let mut out = Outputs::default();
+        for (i, payload) in payloads.iter().enumerate() {
+            let rec = InRecord {
+                topic: "in",
+                partition: 0,
+                offset: i as i64,
+                timestamp_ms: 0,
+                key: None,
+                payload,
+            };
+            p.process(state, &rec, &mut out).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn a_retried_scan_counts_once_in_the_rollup() {
+        let mut p = processor();
+        let mut state = ScanResultsState::default();
+        let day0 = 20_000 * DAY_MICROS;
+        let out = feed(
+            &mut p,
+            &mut state,
+            &[
+                report("s1", "web", "main", day0 + 1, 1, "❌"),
+                report("s1", "web", "main", day0 + 2, 1, "❌"),
+                report("s2", "web", "main", day0 + 3, 0, "✅"),
+            ],
+        );
+        assert_eq!(out.counters.dedupe_hits, 1);
+        let codec = Codec::<ScanRollup>::new().unwrap();
+        let last = out
+            .records
+            .iter()
+            .filter(|r| r.topic == "rollups")
+            .map(|r| codec.decode(&r.payload).unwrap())
+            .last()
+            .unwrap();
+        assert_eq!(
+            (last.scans, last.failed_scans, last.critical, last.high),
+            (2, 1, 1, 2)
+        );
+        assert_eq!((last.day, last.version), (20_000, 2));
+    }
+
+    #[test]
+    fn the_newest_scan_sets_the_repository_status() {
+        let mut p = processor();
+        let mut state = ScanResultsState::default();
+        let out = feed(
+            &mut p,
+            &mut state,
+            &[
+                report("s2", "web", "main", 200, 0, "✅"),
+                report("s1", "web", "dev", 100, 0, "❌"),
+            ],
+        );
+        let statuses: Vec<RepoStatus> = out
+            .records
+            .iter()
+            .filter(|r| r.topic == "status")
+            .map(|r| {
+                Codec::<RepoStatus>::new()
+                    .unwrap()
+                    .decode(&r.payload)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            statuses.len(),
+            1,
+            "an older scan does not replace the status"
+        );
+        assert_eq!(
+            (statuses[0].scan_id.as_str(), statuses[0].status.as_str()),
+            ("s2", "pass")
+        );
+    }
+
+    #[test]
+    fn failed_scans_and_criticals_on_default_branches_raise_alerts() {
+        let mut p = processor();
+        let mut state = ScanResultsState::default();
+        let out = feed(
+            &mut p,
+            &mut state,
+            &[
+                report("a", "web", "main", 1, 3, "❌"),
+                report("b", "web", "feature", 2, 3, "✅"),
+            ],
+        );
+        let alerts: Vec<Alert> = out
+            .records
+            .iter()
+            .filter(|r| r.topic == "alerts")
+            .map(|r| Codec::<Alert>::new().unwrap().decode(&r.payload).unwrap())
+            .collect();
+        let rules: Vec<&str> = alerts.iter().map(|a| a.rule.as_str()).collect();
+        assert_eq!(
+            rules,
+            vec!["scan_critical_on_default_branch", "scan_failed"]
+        );
+        assert_eq!(alerts[0].severity, "critical");
+        assert_eq!(alerts[1].dedup_key, "scan_failed/web/main");
+    }
+}
