@@ -125,6 +125,18 @@ enum BenchCommand {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
+    /// The telemetry processor, as its own process, on a backlog and then at a steady rate.
+    Processor {
+        /// Backlog of reference-mix events to process.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Events per second of the latency phase.
+        #[arg(long, default_value_t = 20_000)]
+        rate: usize,
+        /// Seconds of the latency phase.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -213,6 +225,16 @@ fn main() -> anyhow::Result<()> {
                 println!(
                     "gateway: {} events in {} batches in {:.2} s = {:.0} events/s; request latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (broker {})",
                     f.events, f.batches, f.seconds, f.events_per_sec, f.p50_ms, f.p99_ms, f.max_ms, settings.kafka.brokers
+                );
+                Ok(())
+            }
+            Command::Bench {
+                bench: BenchCommand::Processor { events, rate, seconds },
+            } => {
+                let f = secpipe::bench::processor(&settings, events, rate, seconds).await?;
+                println!(
+                    "processor telemetry: {} events in {:.2} s = {:.0} events/s (one instance); latency input append -> output append at {rate} events/s: p50 {:.0} ms, p99 {:.0} ms over {} events; peak RSS {:.0} MB (broker {})",
+                    f.events, f.seconds, f.events_per_sec, f.p50_ms, f.p99_ms, f.latency_events, f.peak_rss_mb, settings.kafka.brokers
                 );
                 Ok(())
             }

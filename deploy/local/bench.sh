@@ -2,8 +2,9 @@
 # Throughput figures on this machine. Starts a second, in-memory broker for the benchmark
 # (memory://tansu/ is about ten times faster than the durable sqlite storage; figures say which
 # broker they used) next to the local ClickHouse, builds secpipe in release mode, and runs:
-#   secpipe bench gateway   telemetry NDJSON through the gateway to the broker
-# Usage: deploy/local/bench.sh [extra args for secpipe bench gateway]
+#   secpipe bench gateway     telemetry NDJSON through the gateway to the broker
+#   secpipe bench processor   the telemetry processor: backlog throughput, latency, peak RSS
+# Usage: deploy/local/bench.sh [gateway|processor] [extra args of that bench]   (default: both)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export SECPIPE__KAFKA__BROKERS="${BENCH_BROKERS:-127.0.0.1:19092}"
 export SECPIPE__STACK__BROKER_STORAGE=memory
@@ -12,4 +13,12 @@ export SECPIPE__STACK__STATE_DIR=.secpipe/bench
 "$REPO_ROOT/deploy/local/up.sh"
 say "building secpipe (release)"
 cargo build --release --quiet --bin secpipe || die "release build failed"
-"$REPO_ROOT/target/release/secpipe" bench gateway "$@"
+case "${1:-all}" in
+    gateway | processor)
+        what=$1; shift
+        "$REPO_ROOT/target/release/secpipe" bench "$what" "$@" ;;
+    all)
+        "$REPO_ROOT/target/release/secpipe" bench gateway
+        "$REPO_ROOT/target/release/secpipe" bench processor ;;
+    *) die "unknown bench '$1' (gateway, processor)" ;;
+esac

@@ -236,3 +236,121 @@ pub fn produce_raw(s: &Settings, topic: &str, key: &[u8], payload: &[u8]) {
         .unwrap();
     rdkafka::producer::Producer::flush(&p, Duration::from_secs(10)).unwrap();
 }
+
+/// A record read back with where it was.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+}
+
+/// Every record of `topic` with its partition, offset and timestamp, in partition order.
+pub fn read_partitioned(s: &Settings, topic: &str) -> Vec<Read> {
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let total = records_in(s, topic);
+    let c: BaseConsumer = s
+        .kafka
+        .client_config("test-reader")
+        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (out.len() as i64) < total && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            out.push(Read {
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().unwrap_or_default().to_vec(),
+            });
+        }
+    }
+    out.sort_by_key(|r| (r.partition, r.offset));
+    out
+}
+
+/// Produces keyed records and waits for every acknowledgement.
+pub async fn produce_many(s: &Settings, topic: &str, records: &[(String, Vec<u8>)]) {
+    let producer = secpipe_producers::EventProducer::new(&s.kafka, "test").unwrap();
+    for chunk in records.chunks(1000) {
+        let out: Vec<secpipe_producers::OutRecord<'_>> = chunk
+            .iter()
+            .map(|(k, p)| secpipe_producers::OutRecord {
+                topic,
+                key: k.as_bytes(),
+                payload: p,
+                headers: &[],
+                partition: None,
+            })
+            .collect();
+        producer.send_all(&out).await.unwrap();
+    }
+}
+
+/// Sum over partitions of the offsets `group` committed on `topic`.
+pub fn committed(s: &Settings, group: &str, topic: &str) -> i64 {
+    use rdkafka::{Offset, TopicPartitionList};
+    let c: BaseConsumer = s
+        .kafka
+        .client_config("test-committed")
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition(topic, p.id());
+    }
+    let committed = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Environment variables that make a `secpipe` child process use these test settings.
+pub fn child_env(s: &Settings) -> Vec<(String, String)> {
+    let t = &s.kafka.topics;
+    let p = &s.processors;
+    [
+        ("KAFKA__BROKERS", s.kafka.brokers.clone()),
+        ("KAFKA__TOPICS__SCAN_RESULTS", t.scan_results.clone()),
+        ("KAFKA__TOPICS__FINDINGS", t.findings.clone()),
+        ("KAFKA__TOPICS__SCAN_FAILURES", t.scan_failures.clone()),
+        ("KAFKA__TOPICS__TELEMETRY", t.telemetry.clone()),
+        ("KAFKA__TOPICS__ADMIN_EVENTS", t.admin_events.clone()),
+        ("KAFKA__TOPICS__SCAN_ROLLUPS", t.scan_rollups.clone()),
+        ("KAFKA__TOPICS__REPO_STATUS", t.repo_status.clone()),
+        ("KAFKA__TOPICS__TELEMETRY_CLEAN", t.telemetry_clean.clone()),
+        ("KAFKA__TOPICS__HEARTBEAT_ROLLUPS", t.heartbeat_rollups.clone()),
+        ("KAFKA__TOPICS__ALERTS", t.alerts.clone()),
+        ("KAFKA__TOPICS__DEAD_LETTER", t.dead_letter.clone()),
+        ("PROCESSORS__CHANGELOG_PREFIX", p.changelog_prefix.clone()),
+        ("PROCESSORS__GROUP_PREFIX", p.group_prefix.clone()),
+        ("PROCESSORS__BATCH_MAX_RECORDS", p.batch_max_records.to_string()),
+        ("PROCESSORS__BATCH_MAX_WAIT_MS", p.batch_max_wait_ms.to_string()),
+        ("PROCESSORS__TELEMETRY__ROLLUP_FLUSH_AFTER_SECS", p.telemetry.rollup_flush_after_secs.to_string()),
+        ("GATEWAY__REDACTION_KEY", s.gateway.redaction_key.clone()),
+        ("CLICKHOUSE__URL", s.clickhouse.url.clone()),
+        ("LOADER__GROUP_ID", s.loader.group_id.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("SECPIPE__{k}"), v))
+    .collect()
+}

@@ -1,4 +1,4 @@
-use secpipe_schemas::telemetry::{sample, Envelope};
+use secpipe_schemas::telemetry::sample;
 
 use super::*;
 
@@ -27,29 +27,9 @@ fn of_kind(kind: &str) -> TelemetryEvent {
         .unwrap()
 }
 
-fn envelope_mut(ev: &mut TelemetryEvent) -> &mut Envelope {
-    match ev {
-        TelemetryEvent::ComponentStart(e) => &mut e.envelope,
-        TelemetryEvent::ComponentExit(e) => &mut e.envelope,
-        TelemetryEvent::HostEnvironment(e) => &mut e.envelope,
-        TelemetryEvent::PackageInfo(e) => &mut e.envelope,
-        TelemetryEvent::Api(e) => &mut e.envelope,
-        TelemetryEvent::Heartbeat(e) => &mut e.envelope,
-        TelemetryEvent::Network(e) => &mut e.envelope,
-        TelemetryEvent::DependencyInfo(e) => &mut e.envelope,
-        TelemetryEvent::MemoryWarning(e) => &mut e.envelope,
-        TelemetryEvent::File(e) => &mut e.envelope,
-        TelemetryEvent::IdentityChange(e) => &mut e.envelope,
-        TelemetryEvent::Process(e) => &mut e.envelope,
-        TelemetryEvent::WebappRegistration(e) => &mut e.envelope,
-        TelemetryEvent::WebappUriDiscovery(e) => &mut e.envelope,
-        TelemetryEvent::AuthTokenSighting(e) => &mut e.envelope,
-    }
-}
-
 /// `ev` at `t` micros, in process (host-1, pid).
 fn at(mut ev: TelemetryEvent, t: i64, pid: i64, id: &str) -> TelemetryEvent {
-    let e = envelope_mut(&mut ev);
+    let e = ev.envelope_mut();
     e.event_time = t;
     e.pid = pid;
     e.host = "host-1".into();

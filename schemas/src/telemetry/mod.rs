@@ -188,6 +188,27 @@ impl TelemetryEvent {
         }
     }
 
+    /// The envelope, to change (re-stamping, tests, agents filling it in).
+    pub fn envelope_mut(&mut self) -> &mut Envelope {
+        match self {
+            Self::ComponentStart(e) => &mut e.envelope,
+            Self::ComponentExit(e) => &mut e.envelope,
+            Self::HostEnvironment(e) => &mut e.envelope,
+            Self::PackageInfo(e) => &mut e.envelope,
+            Self::Api(e) => &mut e.envelope,
+            Self::Heartbeat(e) => &mut e.envelope,
+            Self::Network(e) => &mut e.envelope,
+            Self::DependencyInfo(e) => &mut e.envelope,
+            Self::MemoryWarning(e) => &mut e.envelope,
+            Self::File(e) => &mut e.envelope,
+            Self::IdentityChange(e) => &mut e.envelope,
+            Self::Process(e) => &mut e.envelope,
+            Self::WebappRegistration(e) => &mut e.envelope,
+            Self::WebappUriDiscovery(e) => &mut e.envelope,
+            Self::AuthTokenSighting(e) => &mut e.envelope,
+        }
+    }
+
     /// The event's type.
     pub fn kind(&self) -> TelemetryKind {
         match self {

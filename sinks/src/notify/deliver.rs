@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{ConfigError, NotifyConfig, RetryConfig};
 use super::message::Notification;
-pub use super::route::Target;
-use super::route::{compile, route, Route};
+use super::route::{compile, route, Route, Target};
 use super::text::now_ms;
 use super::throttle::{Admission, Throttle, ThrottleEntry};
 use super::{Integration, SendError};
@@ -134,7 +133,8 @@ impl Notifier {
     }
 
     /// Routes, throttles and delivers `n`; returns once every endpoint is delivered, throttled
-    /// or dead.
+    /// or dead. A report without outcomes means no route matched: there is nothing to
+    /// dead-letter.
     pub async fn deliver(&mut self, n: &Notification) -> DeliveryReport {
         let targets = self.targets(n);
         let now = now_ms();

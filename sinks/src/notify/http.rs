@@ -39,9 +39,9 @@ fn classify(e: reqwest::Error) -> SendError {
         message.push_str(&s.to_string());
         source = s.source();
     }
-    if e.is_timeout() {
-        SendError::Timeout(0)
-    } else if e.is_builder() {
+    // Timeouts are the notifier's (one per attempt); reqwest only times out connecting, which is
+    // a connection error like any other.
+    if e.is_builder() {
         SendError::Invalid(message)
     } else {
         SendError::Connect(message)

@@ -17,7 +17,7 @@ mod smtp;
 mod sns;
 mod splunk;
 mod teams;
-pub mod text;
+mod text;
 mod throttle;
 mod webhook;
 mod wording;
@@ -31,20 +31,20 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use config::{ConfigError, IntegrationConfig, NotifyConfig, RetryConfig, RouteConfig};
-pub use deliver::{DeliveryAttempt, DeliveryReport, EndpointOutcome, Notifier, Outcome, Target};
+pub use deliver::{DeliveryAttempt, DeliveryReport, EndpointOutcome, Notifier, Outcome};
 pub use email::{EmailConfig, SmtpTls};
 pub use message::{
     Alert, CheckStatus, Event, Kind, Notification, RawMessage, ScanResult, Severity,
 };
 pub use opsgenie::OpsgenieConfig;
 pub use pagerduty::PagerDutyConfig;
-pub use sigv4::{sign as sigv4_sign, AwsCredentials, SigV4Request};
+pub use route::Target;
 pub use slack::SlackConfig;
 pub use sns::SnsConfig;
 pub use splunk::SplunkConfig;
 pub use teams::TeamsConfig;
 pub use throttle::{ThrottleConfig, ThrottleEntry};
-pub use webhook::{sign as webhook_sign, WebhookConfig};
+pub use webhook::WebhookConfig;
 
 /// A destination: formats each kind of [`Notification`] its own way and sends it to one of its
 /// endpoints (a webhook URL, a routing key, a recipient, a topic). One call is one attempt;

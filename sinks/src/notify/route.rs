@@ -38,7 +38,14 @@ pub(crate) fn compile(
 ) -> Result<Vec<Route>, ConfigError> {
     let mut routes = Vec::new();
     for (i, r) in configs.iter().enumerate() {
-        let invalid = |reason: String| ConfigError::Route { route: i, reason };
+        let invalid = |reason: String| ConfigError::Route {
+            route: i,
+            reason: if r.name.is_empty() {
+                reason
+            } else {
+                format!("({}) {reason}", r.name)
+            },
+        };
         if r.kinds.is_empty() || r.kinds.contains(&Kind::Raw) {
             return Err(invalid(
                 "kinds must name result, alert or event (raw messages name their endpoint)".into(),
