@@ -198,7 +198,10 @@ pub async fn processor(
     crate::topics::create_all(&s).await?;
 
     // The backlog: reference mix stamped to end now.
-    eprintln!("producing {events} reference-mix events to {}", s.kafka.topics.telemetry);
+    eprintln!(
+        "producing {events} reference-mix events to {}",
+        s.kafka.topics.telemetry
+    );
     let codec = TelemetryCodec::new()?;
     let producer = EventProducer::new(&s.kafka, "bench")?;
     let mut all: Vec<_> = sample::reference_mix(23, 16, 8).take(events).collect();
@@ -213,15 +216,27 @@ pub async fn processor(
     for chunk in encoded.chunks(10_000) {
         let out: Vec<OutRecord<'_>> = chunk
             .iter()
-            .map(|(k, p)| OutRecord { topic: &s.kafka.topics.telemetry, key: k.as_bytes(), payload: p, headers: &[], partition: None })
+            .map(|(k, p)| OutRecord {
+                topic: &s.kafka.topics.telemetry,
+                key: k.as_bytes(),
+                payload: p,
+                headers: &[],
+                partition: None,
+            })
             .collect();
         producer.send_all(&out).await?;
     }
 
     let mut env: Vec<(String, String)> = vec![
         ("KAFKA__BROKERS".into(), s.kafka.brokers.clone()),
-        ("PROCESSORS__CHANGELOG_PREFIX".into(), s.processors.changelog_prefix.clone()),
-        ("PROCESSORS__GROUP_PREFIX".into(), s.processors.group_prefix.clone()),
+        (
+            "PROCESSORS__CHANGELOG_PREFIX".into(),
+            s.processors.changelog_prefix.clone(),
+        ),
+        (
+            "PROCESSORS__GROUP_PREFIX".into(),
+            s.processors.group_prefix.clone(),
+        ),
     ];
     let t = &s.kafka.topics;
     for (k, v) in [
@@ -241,14 +256,20 @@ pub async fn processor(
         .context("starting secpipe process telemetry")?;
 
     let group = format!("{}telemetry", s.processors.group_prefix);
-    let committed = |s: &Settings| -> anyhow::Result<i64> {
-        let c: BaseConsumer = s.kafka.client_config("bench-committed").set("group.id", &group).create()?;
-        let md = c.fetch_metadata(Some(&s.kafka.topics.telemetry), Duration::from_secs(10))?;
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        for p in md.topics()[0].partitions() {
-            tpl.add_partition(&s.kafka.topics.telemetry, p.id());
-        }
-        Ok(c.committed_offsets(tpl, Duration::from_secs(10))?
+    // One client for every look at the committed offsets: the poll must not cost the machine.
+    let watcher: BaseConsumer = s
+        .kafka
+        .client_config("bench-committed")
+        .set("group.id", &group)
+        .create()?;
+    let md = watcher.fetch_metadata(Some(&s.kafka.topics.telemetry), Duration::from_secs(10))?;
+    let mut watched = rdkafka::TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        watched.add_partition(&s.kafka.topics.telemetry, p.id());
+    }
+    let committed = |_: &Settings| -> anyhow::Result<i64> {
+        Ok(watcher
+            .committed_offsets(watched.clone(), Duration::from_secs(10))?
             .elements()
             .iter()
             .map(|e| match e.offset() {
@@ -261,7 +282,10 @@ pub async fn processor(
     let mut first: Option<(Instant, i64)> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     let last = loop {
-        anyhow::ensure!(Instant::now() < deadline, "processor did not catch up within 600 s");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "processor did not catch up within 600 s"
+        );
         let c = committed(&s)?;
         let now = Instant::now();
         if c > 0 && first.is_none() {
@@ -280,8 +304,11 @@ pub async fn processor(
     // Latency at a steady rate.
     eprintln!("latency phase: {rate} events/s for {seconds} s");
     let steady: Vec<(String, Vec<u8>, String)> = {
-        let mut evs: Vec<_> = sample::reference_mix(99, 16, 8).take(rate * seconds as usize).collect();
-        let base = secpipe_schemas::now_micros() - evs.first().map_or(0, |e| e.envelope().event_time);
+        let mut evs: Vec<_> = sample::reference_mix(99, 16, 8)
+            .take(rate * seconds as usize)
+            .collect();
+        let base =
+            secpipe_schemas::now_micros() - evs.first().map_or(0, |e| e.envelope().event_time);
         evs.iter_mut()
             .map(|e| {
                 e.envelope_mut().event_time += base;
@@ -297,7 +324,13 @@ pub async fn processor(
     for (i, chunk) in steady.chunks(per_tick).enumerate() {
         let out: Vec<OutRecord<'_>> = chunk
             .iter()
-            .map(|(k, p, _)| OutRecord { topic: &s.kafka.topics.telemetry, key: k.as_bytes(), payload: p, headers: &[], partition: None })
+            .map(|(k, p, _)| OutRecord {
+                topic: &s.kafka.topics.telemetry,
+                key: k.as_bytes(),
+                payload: p,
+                headers: &[],
+                partition: None,
+            })
             .collect();
         producer.send_all(&out).await?;
         tokio::time::sleep_until((started + tick * (i as u32 + 1)).into()).await;
@@ -305,18 +338,32 @@ pub async fn processor(
     let target = total + steady.len() as i64;
     let deadline = Instant::now() + Duration::from_secs(120);
     while committed(&s)? < target {
-        anyhow::ensure!(Instant::now() < deadline, "processor did not keep up with {rate} events/s");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "processor did not keep up with {rate} events/s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let peak_kb = peak_rss_kb(child.id()).unwrap_or(0);
     // SIGTERM: the processor finishes its batch and leaves the group.
-    let _ = std::process::Command::new("kill").arg(child.id().to_string()).status();
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
     let _ = child.wait();
 
-    let latencies = append_latencies(&s, &codec, &s.kafka.topics.telemetry, &s.kafka.topics.telemetry_clean)?;
+    let latencies = append_latencies(
+        &s,
+        &codec,
+        &s.kafka.topics.telemetry,
+        &s.kafka.topics.telemetry_clean,
+    )?;
     let mut lat = latencies;
     lat.sort_unstable();
-    let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0) as f64;
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0) as f64
+    };
     Ok(ProcessorFigures {
         events: measured,
         seconds: secs,
@@ -335,7 +382,10 @@ fn append_latencies(
     input: &str,
     output: &str,
 ) -> anyhow::Result<Vec<i64>> {
-    use rdkafka::{consumer::{BaseConsumer, Consumer}, Message, Offset, TopicPartitionList};
+    use rdkafka::{
+        consumer::{BaseConsumer, Consumer},
+        Message, Offset, TopicPartitionList,
+    };
     let read = |topic: &str| -> anyhow::Result<std::collections::HashMap<String, i64>> {
         let c: BaseConsumer = s
             .kafka

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Every setting of every role.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Broker connection and topic names.
@@ -22,10 +22,35 @@ pub struct Settings {
     pub loader: LoaderConfig,
     /// The stream processors (`secpipe process ...`).
     pub processors: crate::processing::ProcessorsConfig,
+    /// Notification integrations and routes (`secpipe sink notify`).
+    pub notify: secpipe_sinks::notify::NotifyConfig,
+    /// The notification sink's consumer (`secpipe sink notify`): same keys as `[loader]`.
+    pub notifier: LoaderConfig,
     /// The local stack of `deploy/local` (broker and ClickHouse on this machine).
     pub stack: StackConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            kafka: Default::default(),
+            clickhouse: Default::default(),
+            gateway: Default::default(),
+            loader: Default::default(),
+            processors: Default::default(),
+            notify: Default::default(),
+            notifier: LoaderConfig {
+                group_id: "secpipe-notify".into(),
+                batch_max_rows: 100,
+                batch_max_wait_ms: 200,
+                ..LoaderConfig::default()
+            },
+            stack: Default::default(),
+            log: Default::default(),
+        }
+    }
 }
 
 /// The ClickHouse loader (section `[loader]`).

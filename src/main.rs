@@ -87,6 +87,8 @@ enum Command {
 enum SinkCommand {
     /// Load processed topics into ClickHouse.
     Clickhouse,
+    /// Deliver alerts to the notification integrations.
+    Notify,
 }
 
 #[derive(Subcommand)]
@@ -203,6 +205,9 @@ fn main() -> anyhow::Result<()> {
             Command::Sink {
                 sink: SinkCommand::Clickhouse,
             } => roles::clickhouse_loader(settings, shutdown).await,
+            Command::Sink {
+                sink: SinkCommand::Notify,
+            } => roles::notifier(settings, shutdown).await,
             Command::Run => roles::run_all(settings, shutdown).await,
             Command::Process { processor } => roles::processor(settings, processor, shutdown).await,
             Command::Migrate => {

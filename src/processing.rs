@@ -37,7 +37,7 @@ const APPLIED: &str = "__applied__";
 pub struct ProcessorsConfig {
     /// A batch is flushed (outputs, changelog, commit) after this many input records. Default 5000.
     pub batch_max_records: usize,
-    /// ... or when its first record waited this long, in milliseconds. Default 200.
+    /// ... or when its first record waited this long, in milliseconds. Default 100.
     pub batch_max_wait_ms: u64,
     /// How often `tick` runs (window flushes, state expiry), in milliseconds. Default 5000.
     pub tick_interval_ms: u64,
@@ -59,7 +59,7 @@ impl Default for ProcessorsConfig {
     fn default() -> Self {
         Self {
             batch_max_records: 5_000,
-            batch_max_wait_ms: 200,
+            batch_max_wait_ms: 100,
             tick_interval_ms: 5_000,
             changelog_prefix: "secpipe.changelog.".into(),
             group_prefix: "secpipe-".into(),

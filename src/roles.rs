@@ -3,6 +3,7 @@
 use anyhow::Context;
 use secpipe_producers::{gateway, EventProducer};
 use secpipe_sinks::clickhouse::ScanResultsSink;
+use secpipe_sinks::notify::NotifySink;
 
 use secpipe_processors::{
     admin_events::AdminEvents,
@@ -47,6 +48,21 @@ pub async fn clickhouse_loader(settings: Settings, shutdown: Shutdown) -> anyhow
         "sink.clickhouse",
         &settings.kafka.topics.scan_results,
         ScanResultsSink::new(&settings.clickhouse),
+        shutdown,
+    )
+    .await
+}
+
+/// The notification sink until shutdown: alerts to the configured integrations.
+pub async fn notifier(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
+    let sink = NotifySink::new(&settings.notify, Some(&settings.clickhouse))
+        .context("notify configuration")?;
+    runtime::run_sink(
+        &settings.kafka,
+        &settings.notifier,
+        "sink.notify",
+        &settings.kafka.topics.alerts,
+        sink,
         shutdown,
     )
     .await

@@ -80,6 +80,9 @@ pub fn consumer(
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
+        // Do not let the broker hold a fetch for the default 500 ms when data is already there
+        // (tansu answers at the deadline): this bounds the consume side of end-to-end latency.
+        .set("fetch.wait.max.ms", cfg.fetch_wait_max_ms.to_string())
         .create()?;
     consumer.subscribe(topics)?;
     Ok(consumer)
@@ -215,7 +218,15 @@ async fn write_batch<S: Sink>(
         let mut backoff = Duration::from_millis(cfg.retry_initial_backoff_ms);
         loop {
             match sink.write(&batch.records[lo..hi]).await {
-                Ok(()) => break,
+                Ok(rejected) => {
+                    for r in rejected {
+                        let origin = &batch.origins[lo + r.index];
+                        tracing::warn!(stage, topic, partition = origin.partition,
+                            offset = origin.offset, reason = %r.reason, "record refused; sent to the dead-letter topic");
+                        dlq.send(topic, origin, &r.reason).await?;
+                    }
+                    break;
+                }
                 Err(SinkError::Unavailable(reason)) => {
                     tracing::warn!(stage, %reason, retry_in_ms = backoff.as_millis() as u64,
                         "destination unavailable; holding the batch, nothing committed");

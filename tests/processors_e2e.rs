@@ -75,9 +75,13 @@ fn expected_telemetry(s: &Settings) -> BTreeSet<(String, Vec<u8>)> {
             key: r.key.as_deref(),
             payload: &r.payload,
         };
-        p.process(states.entry(r.partition).or_default(), &rec, &mut out).unwrap();
+        p.process(states.entry(r.partition).or_default(), &rec, &mut out)
+            .unwrap();
     }
-    out.records.into_iter().map(|r| (r.topic, r.payload)).collect()
+    out.records
+        .into_iter()
+        .map(|r| (r.topic, r.payload))
+        .collect()
 }
 
 /// Every output record on the processor's topics, counted by (topic, payload).
@@ -100,9 +104,11 @@ async fn wait_consumed(s: &Settings, processor: &str, topic: &str, secs: u64) {
         let group = group.clone();
         let topic = topic.to_string();
         async move {
-            tokio::task::spawn_blocking(move || (committed(&s, &group, &topic) >= total).then_some(()))
-                .await
-                .unwrap()
+            tokio::task::spawn_blocking(move || {
+                (committed(&s, &group, &topic) >= total).then_some(())
+            })
+            .await
+            .unwrap()
         }
     })
     .await;
@@ -133,7 +139,9 @@ async fn repeated_failures_become_admin_events_with_the_right_counts() {
         };
         (f.image.full_name.clone(), codec.encode(&f).unwrap())
     };
-    let mut input: Vec<_> = (0..5).map(|i| failure("app-a", "timeout", i * 10)).collect();
+    let mut input: Vec<_> = (0..5)
+        .map(|i| failure("app-a", "timeout", i * 10))
+        .collect();
     input.push(failure("app-a", "unauthorized", 3));
     input.push(failure("app-b", "timeout", 4));
     input.push(failure("app-b", "timeout", 50));
@@ -171,7 +179,11 @@ async fn repeated_failures_become_admin_events_with_the_right_counts() {
     );
     let a = newest.values().find(|e| e.occurrences == 5).unwrap();
     assert_eq!((a.first_seen, a.last_seen), (t0, t0 + 40_000_000));
-    assert_eq!(a.expires_at, a.last_seen + 4 * 86_400 * 1_000_000, "4 days by default");
+    assert_eq!(
+        a.expires_at,
+        a.last_seen + 4 * 86_400 * 1_000_000,
+        "4 days by default"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,10 +192,18 @@ async fn telemetry_outputs_match_the_processor_logic_and_two_instances_match_one
     require_stack(&s).await;
     produce_many(&s, &s.kafka.topics.telemetry, &telemetry_input(3_000, 5)).await;
     let expected = expected_telemetry(&s);
-    assert!(expected.len() > 500, "the mix produces outputs: {}", expected.len());
+    assert!(
+        expected.len() > 500,
+        "the mix produces outputs: {}",
+        expected.len()
+    );
 
     let (trigger, shutdown) = Shutdown::new();
-    let a = tokio::spawn(roles::processor(s.clone(), Proc::Telemetry, shutdown.clone()));
+    let a = tokio::spawn(roles::processor(
+        s.clone(),
+        Proc::Telemetry,
+        shutdown.clone(),
+    ));
     let b = tokio::spawn(roles::processor(s.clone(), Proc::Telemetry, shutdown));
     wait_consumed(&s, "telemetry", &s.kafka.topics.telemetry, 120).await;
     trigger.trigger();
@@ -192,9 +212,16 @@ async fn telemetry_outputs_match_the_processor_logic_and_two_instances_match_one
 
     let actual = actual_telemetry(&s);
     let distinct: BTreeSet<_> = actual.keys().cloned().collect();
-    assert_eq!(distinct.len(), expected.len(), "nothing lost, nothing extra");
+    assert_eq!(
+        distinct.len(),
+        expected.len(),
+        "nothing lost, nothing extra"
+    );
     assert!(distinct == expected);
-    assert!(actual.values().all(|&n| n == 1), "a clean run duplicates nothing");
+    assert!(
+        actual.values().all(|&n| n == 1),
+        "a clean run duplicates nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,14 +248,19 @@ async fn kill_9_mid_stream_loses_nothing_and_duplicates_only_identical_records()
     let partway = eventually(120, "the first commits", || {
         let (s, group, topic) = (s.clone(), group.clone(), s.kafka.topics.telemetry.clone());
         async move {
-            let c = tokio::task::spawn_blocking(move || committed(&s, &group, &topic)).await.unwrap();
+            let c = tokio::task::spawn_blocking(move || committed(&s, &group, &topic))
+                .await
+                .unwrap();
             (c > 0).then_some(c)
         }
     })
     .await;
     child.kill().expect("kill -9");
     child.wait().unwrap();
-    assert!(partway < total, "killed mid-stream ({partway} of {total} committed)");
+    assert!(
+        partway < total,
+        "killed mid-stream ({partway} of {total} committed)"
+    );
 
     let mut child = spawn();
     wait_consumed(&s, "telemetry", &s.kafka.topics.telemetry, 180).await;
@@ -240,7 +272,11 @@ async fn kill_9_mid_stream_loses_nothing_and_duplicates_only_identical_records()
     let lost: Vec<_> = expected.difference(&distinct).collect();
     let extra: Vec<_> = distinct.difference(&expected).collect();
     assert!(lost.is_empty(), "{} outputs lost", lost.len());
-    assert!(extra.is_empty(), "{} outputs that a clean run would not have written", extra.len());
+    assert!(
+        extra.is_empty(),
+        "{} outputs that a clean run would not have written",
+        extra.len()
+    );
     // Copies from the replayed batch are byte-identical, with the same stable ids: the tables
     // keep one row of each.
     let copies: usize = actual.values().map(|n| n - 1).sum();

@@ -91,6 +91,8 @@ pub struct KafkaConfig {
     pub message_timeout_ms: u64,
     /// How long librdkafka waits to fill a batch before sending it. Default 5 ms.
     pub linger_ms: u64,
+    /// Longest time a consumer's fetch waits at the broker for data. Default 20 ms.
+    pub fetch_wait_max_ms: u64,
     /// Consumer group session timeout: how soon a dead instance's partitions move to another.
     /// Default 6000 ms.
     pub session_timeout_ms: u64,
@@ -110,6 +112,7 @@ impl Default for KafkaConfig {
             message_timeout_ms: 10_000,
             linger_ms: 5,
             session_timeout_ms: 6_000,
+            fetch_wait_max_ms: 20,
             partitions: 3,
             replication_factor: 1,
             topics: Topics::default(),

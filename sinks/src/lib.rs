@@ -22,15 +22,25 @@ pub enum SinkError {
     Rejected(String),
 }
 
+/// A record of a batch the destination refused for good: it goes to the dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Index of the record in the batch.
+    pub index: usize,
+    /// Why, in the destination's words.
+    pub reason: String,
+}
+
 /// A destination that takes batches of records.
 pub trait Sink: Send {
     /// The decoded record type this sink writes.
     type Record: Send + Sync;
 
-    /// Writes `batch` durably; `Ok` means every record is stored and its offset may be committed.
-    /// Writing the same batch twice must leave one copy of each record (stable ids).
+    /// Writes `batch`; `Ok` means every record is stored or listed as rejected, and the batch's
+    /// offsets may be committed once the rejected ones are dead-lettered. Writing the same batch
+    /// twice must leave one copy of each record (stable ids).
     fn write(
         &mut self,
         batch: &[Self::Record],
-    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Rejected>, SinkError>> + Send;
 }

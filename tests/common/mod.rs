@@ -258,10 +258,13 @@ pub fn read_partitioned(s: &Settings, topic: &str) -> Vec<Read> {
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in md.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
     }
     c.assign(&tpl).unwrap();
     let mut out = Vec::new();
@@ -308,7 +311,9 @@ pub fn committed(s: &Settings, group: &str, topic: &str) -> i64 {
         .set("group.id", group)
         .create()
         .unwrap();
-    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in md.topics()[0].partitions() {
         tpl.add_partition(topic, p.id());
@@ -338,14 +343,26 @@ pub fn child_env(s: &Settings) -> Vec<(String, String)> {
         ("KAFKA__TOPICS__SCAN_ROLLUPS", t.scan_rollups.clone()),
         ("KAFKA__TOPICS__REPO_STATUS", t.repo_status.clone()),
         ("KAFKA__TOPICS__TELEMETRY_CLEAN", t.telemetry_clean.clone()),
-        ("KAFKA__TOPICS__HEARTBEAT_ROLLUPS", t.heartbeat_rollups.clone()),
+        (
+            "KAFKA__TOPICS__HEARTBEAT_ROLLUPS",
+            t.heartbeat_rollups.clone(),
+        ),
         ("KAFKA__TOPICS__ALERTS", t.alerts.clone()),
         ("KAFKA__TOPICS__DEAD_LETTER", t.dead_letter.clone()),
         ("PROCESSORS__CHANGELOG_PREFIX", p.changelog_prefix.clone()),
         ("PROCESSORS__GROUP_PREFIX", p.group_prefix.clone()),
-        ("PROCESSORS__BATCH_MAX_RECORDS", p.batch_max_records.to_string()),
-        ("PROCESSORS__BATCH_MAX_WAIT_MS", p.batch_max_wait_ms.to_string()),
-        ("PROCESSORS__TELEMETRY__ROLLUP_FLUSH_AFTER_SECS", p.telemetry.rollup_flush_after_secs.to_string()),
+        (
+            "PROCESSORS__BATCH_MAX_RECORDS",
+            p.batch_max_records.to_string(),
+        ),
+        (
+            "PROCESSORS__BATCH_MAX_WAIT_MS",
+            p.batch_max_wait_ms.to_string(),
+        ),
+        (
+            "PROCESSORS__TELEMETRY__ROLLUP_FLUSH_AFTER_SECS",
+            p.telemetry.rollup_flush_after_secs.to_string(),
+        ),
         ("GATEWAY__REDACTION_KEY", s.gateway.redaction_key.clone()),
         ("CLICKHOUSE__URL", s.clickhouse.url.clone()),
         ("LOADER__GROUP_ID", s.loader.group_id.clone()),

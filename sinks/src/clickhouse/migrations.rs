@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "scan_results_team",
         sql: include_str!("migrations/0002_scan_results_team.sql"),
     },
+    Migration {
+        version: 3,
+        name: "notification_deliveries",
+        sql: include_str!("migrations/0003_notification_deliveries.sql"),
+    },
 ];
 
 #[derive(Debug, clickhouse::Row, Serialize, Deserialize)]

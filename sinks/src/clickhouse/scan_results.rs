@@ -3,7 +3,7 @@ use secpipe_schemas::scan::ScanReport;
 use serde::{Deserialize, Serialize};
 
 use super::{classify, ClickHouseConfig};
-use crate::{Sink, SinkError};
+use crate::{Rejected, Sink, SinkError};
 
 /// A row of `scan_results`, field for field.
 #[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize, Deserialize)]
@@ -86,7 +86,7 @@ impl ScanResultsSink {
 impl Sink for ScanResultsSink {
     type Record = ScanReport;
 
-    async fn write(&mut self, batch: &[ScanReport]) -> Result<(), SinkError> {
+    async fn write(&mut self, batch: &[ScanReport]) -> Result<Vec<Rejected>, SinkError> {
         let mut insert = self
             .client
             .insert::<ScanResultRow>("scan_results")
@@ -98,6 +98,7 @@ impl Sink for ScanResultsSink {
                 .await
                 .map_err(classify)?;
         }
-        insert.end().await.map_err(classify)
+        insert.end().await.map_err(classify)?;
+        Ok(Vec::new())
     }
 }

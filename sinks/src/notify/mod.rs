@@ -12,6 +12,7 @@ mod opsgenie;
 mod pagerduty;
 mod route;
 mod sigv4;
+mod sink;
 mod slack;
 mod smtp;
 mod sns;
@@ -39,6 +40,7 @@ pub use message::{
 pub use opsgenie::OpsgenieConfig;
 pub use pagerduty::PagerDutyConfig;
 pub use route::Target;
+pub use sink::{notification, NotifySink};
 pub use slack::SlackConfig;
 pub use sns::SnsConfig;
 pub use splunk::SplunkConfig;
