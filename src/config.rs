@@ -22,6 +22,8 @@ pub struct Settings {
     pub loader: LoaderConfig,
     /// The stream processors (`secpipe process ...`).
     pub processors: crate::processing::ProcessorsConfig,
+    /// Expiry of old rows (the loader runs the job).
+    pub retention: secpipe_sinks::clickhouse::retention::RetentionConfig,
     /// Notification integrations and routes (`secpipe sink notify`).
     pub notify: secpipe_sinks::notify::NotifyConfig,
     /// The notification sink's consumer (`secpipe sink notify`): same keys as `[loader]`.
@@ -40,6 +42,7 @@ impl Default for Settings {
             gateway: Default::default(),
             loader: Default::default(),
             processors: Default::default(),
+            retention: Default::default(),
             notify: Default::default(),
             notifier: LoaderConfig {
                 group_id: "secpipe-notify".into(),

@@ -45,6 +45,8 @@ enum Command {
     Run,
     /// Create or upgrade ClickHouse tables (safe to rerun).
     Migrate,
+    /// Drop expired partitions now (the loader also does it every retention.interval_secs).
+    Retention,
     /// Manage Kafka topics.
     Topics {
         #[command(subcommand)]
@@ -210,6 +212,11 @@ fn main() -> anyhow::Result<()> {
             } => roles::notifier(settings, shutdown).await,
             Command::Run => roles::run_all(settings, shutdown).await,
             Command::Process { processor } => roles::processor(settings, processor, shutdown).await,
+            Command::Retention => {
+                let r = secpipe_sinks::clickhouse::retention::run(&settings.clickhouse, &settings.retention).await?;
+                println!("dropped {} partition(s): {}; TTL set on {} table(s)", r.dropped.len(), r.dropped.join(", "), r.ttl_set.len());
+                Ok(())
+            }
             Command::Migrate => {
                 let applied = secpipe_sinks::clickhouse::migrate(&settings.clickhouse).await?;
                 println!("{} migration(s) applied", applied.len());

@@ -2,8 +2,9 @@
 //! one process (`secpipe run`).
 use anyhow::Context;
 use secpipe_producers::{gateway, EventProducer};
+use secpipe_schemas::{telemetry::TelemetryCodec, Codec, Decode};
 use secpipe_sinks::clickhouse::ScanResultsSink;
-use secpipe_sinks::notify::NotifySink;
+use secpipe_sinks::{clickhouse::tables::TableSink, notify::NotifySink, Sink};
 
 use secpipe_processors::{
     admin_events::AdminEvents,
@@ -33,6 +34,7 @@ pub async fn gateway_on(
         &settings.gateway,
         producer.clone(),
         settings.kafka.topics.clone(),
+        Some(&settings.clickhouse),
         async move { shutdown.wait().await },
     )
     .await?;
@@ -40,17 +42,130 @@ pub async fn gateway_on(
     Ok(())
 }
 
-/// The ClickHouse loader until shutdown.
-pub async fn clickhouse_loader(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    runtime::run_sink(
-        &settings.kafka,
-        &settings.loader,
-        "sink.clickhouse",
-        &settings.kafka.topics.scan_results,
-        ScanResultsSink::new(&settings.clickhouse),
-        shutdown,
+/// One table's loader: `run_sink` on `topic` in its own consumer group `<loader group>.<table>`.
+fn table_loader<S>(
+    settings: &Settings,
+    table: &'static str,
+    topic: &str,
+    decoder: impl Decode<S::Record> + 'static,
+    sink: S,
+    shutdown: Shutdown,
+) -> (
+    &'static str,
+    futures::future::BoxFuture<'static, anyhow::Result<()>>,
+)
+where
+    S: Sink + 'static,
+    S::Record: 'static,
+{
+    use futures::FutureExt;
+    let kafka = settings.kafka.clone();
+    let mut cfg = settings.loader.clone();
+    cfg.group_id = format!("{}.{table}", cfg.group_id);
+    let topic = topic.to_string();
+    let stage = format!("sink.clickhouse.{table}");
+    (
+        table,
+        async move { runtime::run_sink(&kafka, &cfg, &stage, &topic, decoder, sink, shutdown).await }.boxed(),
     )
-    .await
+}
+
+/// A table loaded with [`TableSink`] from records of type `T` as rows `R`.
+fn rows<T, R>(
+    settings: &Settings,
+    table: &'static str,
+    topic: &str,
+    shutdown: Shutdown,
+) -> anyhow::Result<(
+    &'static str,
+    futures::future::BoxFuture<'static, anyhow::Result<()>>,
+)>
+where
+    T: secpipe_schemas::AvroRecord + Send + Sync + 'static,
+    TableSink<T, R>: Sink<Record = T> + 'static,
+{
+    let sink = TableSink::<T, R>::new(&settings.clickhouse, table);
+    Ok(table_loader(
+        settings,
+        table,
+        topic,
+        Codec::<T>::new()?,
+        sink,
+        shutdown,
+    ))
+}
+
+/// The ClickHouse loader until shutdown: one consumer per table (each its own consumer group,
+/// so instances share each topic's partitions), plus the retention job.
+pub async fn clickhouse_loader(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
+    use futures::FutureExt;
+    use secpipe_schemas::{
+        alert::Alert,
+        failures::{AdminEvent, ScanFailure},
+        rollups::{HeartbeatRollup, RepoStatus, ScanRollup},
+        scan::Finding,
+    };
+    use secpipe_sinks::clickhouse::tables::*;
+    let ch = &settings.clickhouse;
+    let t = &settings.kafka.topics;
+    let sd = || shutdown.clone();
+    let mut roles = vec![
+        table_loader(
+            &settings,
+            "scan_results",
+            &t.scan_results,
+            Codec::new()?,
+            ScanResultsSink::new(ch),
+            sd(),
+        ),
+        rows::<Finding, FindingRow>(&settings, "findings", &t.findings, sd())?,
+        rows::<ScanFailure, ScanFailureRow>(&settings, "scan_failures", &t.scan_failures, sd())?,
+        rows::<AdminEvent, AdminEventRow>(&settings, "admin_events", &t.admin_events, sd())?,
+        rows::<ScanRollup, ScanRollupRow>(&settings, "scan_rollups", &t.scan_rollups, sd())?,
+        rows::<RepoStatus, RepoStatusRow>(&settings, "repo_status", &t.repo_status, sd())?,
+        table_loader(
+            &settings,
+            "telemetry_events",
+            &t.telemetry_clean,
+            TelemetryCodec::new()?,
+            TelemetrySink::new(ch),
+            sd(),
+        ),
+        rows::<HeartbeatRollup, HeartbeatRollupRow>(
+            &settings,
+            "heartbeat_rollups",
+            &t.heartbeat_rollups,
+            sd(),
+        )?,
+        rows::<Alert, AlertRow>(&settings, "alerts", &t.alerts, sd())?,
+    ];
+    roles.push((
+        "retention",
+        retention(settings.clone(), shutdown.clone()).boxed(),
+    ));
+    run_roles(roles, None).await
+}
+
+/// Runs the retention job every `retention.interval_secs` until shutdown.
+pub async fn retention(settings: Settings, mut shutdown: Shutdown) -> anyhow::Result<()> {
+    let every = settings.retention.interval_secs;
+    if every == 0 {
+        return Ok(());
+    }
+    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(every));
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return Ok(()),
+            _ = ticker.tick() => {
+                match secpipe_sinks::clickhouse::retention::run(&settings.clickhouse, &settings.retention).await {
+                    Ok(r) if !r.dropped.is_empty() => tracing::info!(dropped = ?r.dropped, "retention"),
+                    Ok(_) => {}
+                    // Retention is best effort: the next run tries again.
+                    Err(e) => tracing::warn!(error = %e, "retention job failed"),
+                }
+            }
+        }
+    }
 }
 
 /// The notification sink until shutdown: alerts to the configured integrations.
@@ -62,6 +177,7 @@ pub async fn notifier(settings: Settings, shutdown: Shutdown) -> anyhow::Result<
         &settings.notifier,
         "sink.notify",
         &settings.kafka.topics.alerts,
+        Codec::new()?,
         sink,
         shutdown,
     )

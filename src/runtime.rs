@@ -12,7 +12,7 @@ use rdkafka::{
     Offset, TopicPartitionList,
 };
 use secpipe_producers::{EventProducer, KafkaConfig, OutRecord};
-use secpipe_schemas::{now_micros, ops::DeadLetter, AvroRecord, Codec};
+use secpipe_schemas::{now_micros, ops::DeadLetter, Codec, Decode};
 use secpipe_sinks::{Sink, SinkError};
 use tokio::sync::watch;
 
@@ -122,7 +122,7 @@ impl<R> Batch<R> {
 }
 
 /// Runs a sink until `shutdown`: reads `topic` in consumer group `cfg.group_id`, decodes each
-/// record with `S::Record`'s codec, writes batches by size and time, and commits after each
+/// record with `decoder`, writes batches by size and time, and commits after each
 /// written batch. Undecodable records and rows the destination rejects go to the dead-letter
 /// topic; while the destination is unavailable the batch is retried with backoff and nothing is
 /// committed.
@@ -131,14 +131,13 @@ pub async fn run_sink<S>(
     cfg: &LoaderConfig,
     stage: &str,
     topic: &str,
+    decoder: impl Decode<S::Record>,
     mut sink: S,
     mut shutdown: Shutdown,
 ) -> anyhow::Result<()>
 where
     S: Sink,
-    S::Record: AvroRecord,
 {
-    let codec = Codec::<S::Record>::new()?;
     let consumer = consumer(kafka, stage, &cfg.group_id, &[topic])?;
     let dlq = DeadLetters::new(kafka, stage)?;
     let max_wait = Duration::from_millis(cfg.batch_max_wait_ms);
@@ -163,7 +162,7 @@ where
                 }
                 let origin = origin_of(&msg);
                 batch.saw(origin.partition, origin.offset);
-                match codec.decode(&origin.payload) {
+                match decoder.decode(&origin.payload) {
                     Ok(record) => {
                         batch.records.push(record);
                         batch.origins.push(origin);

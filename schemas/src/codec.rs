@@ -35,6 +35,18 @@ pub trait AvroRecord: Serialize + DeserializeOwned {
     const FULL_NAME: &'static str;
 }
 
+/// Turns framed bytes into a `T`: a [`Codec`] for one record type, or a codec that dispatches
+/// over several (telemetry).
+pub trait Decode<T>: Send + Sync {
+    fn decode(&self, bytes: &[u8]) -> Result<T, DecodeError>;
+}
+
+impl<T: AvroRecord> Decode<T> for Codec<T> {
+    fn decode(&self, bytes: &[u8]) -> Result<T, DecodeError> {
+        Codec::decode(self, bytes)
+    }
+}
+
 /// How [`Codec::encode`] frames a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {

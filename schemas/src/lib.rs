@@ -15,7 +15,7 @@ pub mod scan;
 pub mod telemetry;
 
 pub use catalog::{canonical_form, catalog, fingerprint, Catalog, SchemaVersion};
-pub use codec::{AvroRecord, Codec, Framing};
+pub use codec::{AvroRecord, Codec, Decode, Framing};
 pub use error::{DecodeError, EncodeError, SchemaError};
 pub use scan::stable_id;
 

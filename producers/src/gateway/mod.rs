@@ -3,6 +3,7 @@
 //! Every request is authenticated (bearer token, stored hashed), checked against the caller's
 //! rights and rate limit, parsed, and answered 2xx only after the broker acknowledged every
 //! record it produced. Every rejection is a status with a JSON body saying why.
+mod admin_events;
 mod auth;
 mod ingest;
 mod limits;
@@ -73,6 +74,8 @@ impl Default for GatewayConfig {
 /// Shared state of every request.
 pub(crate) struct Gateway {
     ingestor: Ingestor,
+    /// Where the admin-events API reads; `None` when the gateway runs without ClickHouse.
+    clickhouse: Option<clickhouse::Client>,
     cfg: GatewayConfig,
     auth: Authenticator,
     limiter: RateLimiter,
@@ -123,12 +126,14 @@ pub fn router(
     cfg: &GatewayConfig,
     producer: EventProducer,
     topics: Topics,
+    clickhouse: Option<&secpipe_sinks::clickhouse::ClickHouseConfig>,
 ) -> Result<Router, String> {
     if cfg.tokens.is_empty() {
         tracing::warn!("gateway.tokens is empty: every request will be refused with 401");
     }
     let state = Arc::new(Gateway {
         ingestor: Ingestor::new(producer, topics, &cfg.redaction_key).map_err(|e| e.to_string())?,
+        clickhouse: clickhouse.map(|c| c.client()),
         auth: Authenticator::new(&cfg.tokens, cfg.rate_limit_per_token),
         limiter: RateLimiter::default(),
         cfg: cfg.clone(),
@@ -138,6 +143,8 @@ pub fn router(
         .route("/v1/sarif", post(ingest::sarif))
         .route("/v1/scan-failures", post(ingest::scan_failure))
         .route("/v1/telemetry", post(ingest::telemetry))
+        .route("/v1/admin-events", get(admin_events::list))
+        .route("/v1/admin-events/{id}", get(admin_events::get))
         .route("/healthz", get(|| async { "ok" }))
         // The body limit is enforced by `Gateway::body` so that a 413 says why in JSON.
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -151,9 +158,10 @@ pub async fn serve(
     cfg: &GatewayConfig,
     producer: EventProducer,
     topics: Topics,
+    clickhouse: Option<&secpipe_sinks::clickhouse::ClickHouseConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(cfg, producer, topics)
+    let app = router(cfg, producer, topics, clickhouse)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     let addr = listener.local_addr()?;
     match (&cfg.tls_cert, &cfg.tls_key) {

@@ -31,6 +31,8 @@ pub enum Rejection {
     },
     /// 502: the broker refused the records.
     BrokerRejected(String),
+    /// 404.
+    NotFound(String),
     /// 500.
     Internal(String),
 }
@@ -106,6 +108,11 @@ impl IntoResponse for Rejection {
                 Rejection::BrokerRejected(reason) => (
                     StatusCode::BAD_GATEWAY,
                     json!({"error": "broker_rejected", "reason": reason}),
+                    vec![],
+                ),
+                Rejection::NotFound(reason) => (
+                    StatusCode::NOT_FOUND,
+                    json!({"error": "not_found", "reason": reason}),
                     vec![],
                 ),
                 Rejection::Internal(reason) => (

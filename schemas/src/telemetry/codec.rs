@@ -278,3 +278,9 @@ mod tests {
         ));
     }
 }
+
+impl crate::Decode<TelemetryEvent> for TelemetryCodec {
+    fn decode(&self, bytes: &[u8]) -> Result<TelemetryEvent, DecodeError> {
+        TelemetryCodec::decode(self, bytes)
+    }
+}

@@ -32,6 +32,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "notification_deliveries",
         sql: include_str!("migrations/0003_notification_deliveries.sql"),
     },
+    Migration {
+        version: 4,
+        name: "analytics_tables",
+        sql: include_str!("migrations/0004_analytics_tables.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "analyst_views",
+        sql: include_str!("migrations/0005_analyst_views.sql"),
+    },
 ];
 
 #[derive(Debug, clickhouse::Row, Serialize, Deserialize)]

@@ -1,8 +1,11 @@
 //! The ClickHouse side of secpipe: connection settings, versioned migrations, and the loader
 //! sinks that insert decoded records as rows.
 
+pub mod admin_api;
 mod migrations;
+pub mod retention;
 mod scan_results;
+pub mod tables;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,163 @@
+//! Expiry of old data. Day-partitioned tables are expired by dropping whole partitions older than
+//! their retention, which works on every server version (ClickHouse 18.16 has no table TTL).
+//! On servers with TTL (19.6 and later) the tables also get an equivalent TTL, so they expire
+//! between runs as well.
+use serde::{Deserialize, Serialize};
+
+use super::{classify, ClickHouseConfig};
+use crate::SinkError;
+
+/// Retention of the analytics tables (section `[retention]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// How often the loader runs the retention job, in seconds; 0 turns it off. Default 3600.
+    pub interval_secs: u64,
+    /// Days of `telemetry_events`. Default 30.
+    pub telemetry_days: u32,
+    /// Days of `heartbeat_rollups`. Default 90.
+    pub heartbeat_days: u32,
+    /// Days of `scan_failures`. Default 30.
+    pub scan_failures_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: 3600,
+            telemetry_days: 30,
+            heartbeat_days: 90,
+            scan_failures_days: 30,
+        }
+    }
+}
+
+/// One table's rule: partitions (`YYYYMMDD`) older than `keep_days` days before today go.
+/// `keep_days` 0 means "partitions before today", used for `admin_events`, which is partitioned
+/// by expiry day.
+struct Rule {
+    table: &'static str,
+    keep_days: u32,
+    /// The TTL clause for servers that have it.
+    ttl: String,
+}
+
+fn rules(cfg: &RetentionConfig) -> Vec<Rule> {
+    vec![
+        Rule {
+            table: "admin_events",
+            keep_days: 0,
+            ttl: "expires_at".into(),
+        },
+        Rule {
+            table: "telemetry_events",
+            keep_days: cfg.telemetry_days,
+            ttl: format!("event_time + INTERVAL {} DAY", cfg.telemetry_days),
+        },
+        Rule {
+            table: "heartbeat_rollups",
+            keep_days: cfg.heartbeat_days,
+            ttl: format!("minute + INTERVAL {} DAY", cfg.heartbeat_days),
+        },
+        Rule {
+            table: "scan_failures",
+            keep_days: cfg.scan_failures_days,
+            ttl: format!("occurred_at + INTERVAL {} DAY", cfg.scan_failures_days),
+        },
+    ]
+}
+
+/// `(major, minor)` of a `SELECT version()` answer such as `18.16.1` or `24.8.4.13`.
+pub fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let mut parts = v.trim().split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Whether a server of this version has table TTL.
+pub fn has_table_ttl(version: (u32, u32)) -> bool {
+    version >= (19, 6)
+}
+
+/// What one run did.
+#[derive(Debug, Default, PartialEq)]
+pub struct RetentionReport {
+    /// `table/partition` dropped.
+    pub dropped: Vec<String>,
+    /// Tables given a TTL (new servers only).
+    pub ttl_set: Vec<String>,
+}
+
+/// Drops expired partitions (and sets TTLs on servers that support them). `today` is
+/// `YYYYMMDD` of the server's current date, so every decision is the server's.
+pub async fn run(
+    ch: &ClickHouseConfig,
+    cfg: &RetentionConfig,
+) -> Result<RetentionReport, SinkError> {
+    let client = ch.client();
+    let version: String = client
+        .query("SELECT version()")
+        .fetch_one()
+        .await
+        .map_err(classify)?;
+    let mut report = RetentionReport::default();
+    let ttl = parse_version(&version).is_some_and(has_table_ttl);
+    for rule in rules(cfg) {
+        if ttl {
+            client
+                .query(&format!(
+                    "ALTER TABLE {} MODIFY TTL {}",
+                    rule.table, rule.ttl
+                ))
+                .execute()
+                .await
+                .map_err(classify)?;
+            report.ttl_set.push(rule.table.to_string());
+        }
+        let cutoff: u32 = client
+            .query("SELECT toUInt32(toYYYYMMDD(today() - ?))")
+            .bind(rule.keep_days)
+            .fetch_one()
+            .await
+            .map_err(classify)?;
+        let partitions: Vec<String> = client
+            .query("SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active")
+            .bind(&ch.database)
+            .bind(rule.table)
+            .fetch_all()
+            .await
+            .map_err(classify)?;
+        for p in partitions {
+            let Ok(day) = p.trim_matches('\'').parse::<u32>() else {
+                continue;
+            };
+            if day < cutoff {
+                client
+                    .query(&format!("ALTER TABLE {} DROP PARTITION {day}", rule.table))
+                    .execute()
+                    .await
+                    .map_err(classify)?;
+                tracing::info!(
+                    table = rule.table,
+                    partition = day,
+                    "expired partition dropped"
+                );
+                report.dropped.push(format!("{}/{day}", rule.table));
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_is_used_only_on_servers_that_have_it() {
+        assert!(!has_table_ttl(parse_version("18.16.1").unwrap()));
+        assert!(!has_table_ttl(parse_version("19.5.3.8").unwrap()));
+        assert!(has_table_ttl(parse_version("19.6.2.11").unwrap()));
+        assert!(has_table_ttl(parse_version("24.8.4.13").unwrap()));
+        assert_eq!(parse_version("garbage"), None);
+    }
+}
