@@ -129,6 +129,12 @@ enum BenchCommand {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
+    /// The ClickHouse loader against clickhouse-client inserting the same rows.
+    Loader {
+        /// Processed telemetry events to load.
+        #[arg(long, default_value_t = 300_000)]
+        events: usize,
+    },
     /// The telemetry processor, as its own process, on a backlog and then at a steady rate.
     Processor {
         /// Backlog of reference-mix events to process.
@@ -247,6 +253,17 @@ fn main() -> anyhow::Result<()> {
                 println!(
                     "processor telemetry: {} events in {:.2} s = {:.0} events/s (one instance); latency input append -> output append at {rate} events/s: p50 {:.0} ms, p99 {:.0} ms over {} events; peak RSS {:.0} MB (broker {})",
                     f.events, f.seconds, f.events_per_sec, f.p50_ms, f.p99_ms, f.latency_events, f.peak_rss_mb, settings.kafka.brokers
+                );
+                Ok(())
+            }
+            Command::Bench {
+                bench: BenchCommand::Loader { events },
+            } => {
+                let f = secpipe::bench::loader(&settings, events).await?;
+                println!(
+                    "loader telemetry_events: {} rows in {:.2} s = {:.0} rows/s (plus {} host_packages rows); clickhouse-client RowBinary from files: {:.2} s = {:.0} rows/s; loader at {:.0}% of clickhouse-client",
+                    f.rows, f.loader_secs, f.loader_rows_per_sec, f.package_rows, f.client_secs, f.client_rows_per_sec,
+                    100.0 * f.loader_rows_per_sec / f.client_rows_per_sec
                 );
                 Ok(())
             }

@@ -4,6 +4,7 @@
 # broker they used) next to the local ClickHouse, builds secpipe in release mode, and runs:
 #   secpipe bench gateway     telemetry NDJSON through the gateway to the broker
 #   secpipe bench processor   the telemetry processor: backlog throughput, latency, peak RSS
+#   secpipe bench loader      the ClickHouse loader against clickhouse-client, same rows
 # Usage: deploy/local/bench.sh [gateway|processor] [extra args of that bench]   (default: both)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export SECPIPE__KAFKA__BROKERS="${BENCH_BROKERS:-127.0.0.1:19092}"
@@ -14,11 +15,12 @@ export SECPIPE__STACK__STATE_DIR=.secpipe/bench
 say "building secpipe (release)"
 cargo build --release --quiet --bin secpipe || die "release build failed"
 case "${1:-all}" in
-    gateway | processor)
+    gateway | processor | loader)
         what=$1; shift
         "$REPO_ROOT/target/release/secpipe" bench "$what" "$@" ;;
     all)
         "$REPO_ROOT/target/release/secpipe" bench gateway
-        "$REPO_ROOT/target/release/secpipe" bench processor ;;
-    *) die "unknown bench '$1' (gateway, processor)" ;;
+        "$REPO_ROOT/target/release/secpipe" bench processor
+        "$REPO_ROOT/target/release/secpipe" bench loader ;;
+    *) die "unknown bench '$1' (gateway, processor, loader)" ;;
 esac

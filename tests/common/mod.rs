@@ -371,3 +371,76 @@ pub fn child_env(s: &Settings) -> Vec<(String, String)> {
     .map(|(k, v)| (format!("SECPIPE__{k}"), v))
     .collect()
 }
+
+/// Gives `s` a ClickHouse database of its own, with every migration applied.
+pub async fn fresh_database(s: &mut Settings) {
+    s.clickhouse.database = format!("test_{}", uuid::Uuid::new_v4().simple());
+    secpipe_sinks::clickhouse::migrate(&s.clickhouse)
+        .await
+        .expect("migrations apply to a fresh database");
+}
+
+/// A TCP proxy in front of a real server that can be cut (connections refused and open ones
+/// dropped) and restored: an outage as the client sees it, without stopping the server.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Proxy {
+    pub async fn start(target: String) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = std::sync::Arc::new(AtomicBool::new(true));
+        let generation = std::sync::Arc::new(AtomicU64::new(0));
+        let (up2, gen2) = (up.clone(), generation.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                if !up2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let target = target.clone();
+                let (up3, gen3) = (up2.clone(), gen2.clone());
+                let born = gen2.load(Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
+                    tokio::pin!(copy);
+                    loop {
+                        tokio::select! {
+                            _ = &mut copy => return,
+                            _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                                if !up3.load(Ordering::SeqCst) || gen3.load(Ordering::SeqCst) != born {
+                                    return; // cut: drop both ends
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            up,
+            generation,
+        }
+    }
+
+    pub fn cut(&self) {
+        use std::sync::atomic::Ordering;
+        self.up.store(false, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
