@@ -30,6 +30,8 @@ pub const ANALYST_TOKEN: &str = "test-analyst-token";
 pub fn settings(test: &str) -> Settings {
     use secpipe_producers::gateway::{hash_token, EventKind, Role, TokenConfig};
     let mut s = Settings::load(None).expect("configuration");
+    // Tests never write to the database the demo and users read.
+    s.clickhouse.database = format!("{}_test", s.clickhouse.database);
     let tag = format!("{test}-{}", uuid::Uuid::new_v4().simple());
     let t = &mut s.kafka.topics;
     t.scan_results = format!("test.{tag}.scan-results");
