@@ -122,34 +122,66 @@ impl<R> Batch<R> {
 }
 
 /// Runs a sink until `shutdown`: reads `topic` in consumer group `cfg.group_id`, decodes each
-/// record with `decoder`, writes batches by size and time, and commits after each
-/// written batch. Undecodable records and rows the destination rejects go to the dead-letter
-/// topic; while the destination is unavailable the batch is retried with backoff and nothing is
-/// committed.
+/// record with `decoder`, writes batches by size and time, and commits after each written
+/// batch. One batch is written while the next is read and decoded (two in hand at most), so
+/// decoding and the destination's work overlap; offsets are still committed strictly in order.
+/// Undecodable records and rows the destination rejects go to the dead-letter topic; while the
+/// destination is unavailable the batch is retried with backoff, consumption pauses once the
+/// next batch is full, and nothing is committed.
 pub async fn run_sink<S>(
     kafka: &KafkaConfig,
     cfg: &LoaderConfig,
     stage: &str,
     topic: &str,
     decoder: impl Decode<S::Record>,
-    mut sink: S,
+    sink: S,
     mut shutdown: Shutdown,
 ) -> anyhow::Result<()>
 where
     S: Sink,
 {
+    type Written<'a, S, R> =
+        std::pin::Pin<Box<dyn std::future::Future<Output = (S, Batch<R>, anyhow::Result<bool>)> + Send + 'a>>;
     let consumer = consumer(kafka, stage, &cfg.group_id, &[topic])?;
     let dlq = DeadLetters::new(kafka, stage)?;
     let max_wait = Duration::from_millis(cfg.batch_max_wait_ms);
     let mut batch = Batch::new(cfg.batch_max_rows);
+    let mut spare: Option<Batch<S::Record>> = None;
+    let mut idle_sink = Some(sink);
+    let mut in_flight: Option<Written<'_, S, S::Record>> = None;
     let mut deadline = tokio::time::Instant::now() + max_wait;
+    let launch = |mut sink: S, b: Batch<S::Record>, mut sd: Shutdown| -> Written<'_, S, S::Record> {
+        let dlq = &dlq;
+        Box::pin(async move {
+            let r = write_batch(&mut sink, cfg, stage, topic, dlq, &b, &mut sd).await;
+            (sink, b, r)
+        })
+    };
     tracing::info!(stage, topic, group = %cfg.group_id, "sink started");
-    loop {
-        let flush_now = tokio::select! {
+    let stopped_in_outage = loop {
+        let full = batch.records.len() >= cfg.batch_max_rows;
+        let due = !batch.is_empty() && (full || tokio::time::Instant::now() >= deadline);
+        if due && in_flight.is_none() {
+            let next = spare.take().unwrap_or_else(|| Batch::new(cfg.batch_max_rows));
+            let b = std::mem::replace(&mut batch, next);
+            let sink = idle_sink.take().expect("the sink is idle when nothing is in flight");
+            in_flight = Some(launch(sink, b, shutdown.clone()));
+        }
+        tokio::select! {
             biased;
-            _ = shutdown.wait() => break,
-            _ = tokio::time::sleep_until(deadline), if !batch.is_empty() => true,
-            msg = consumer.recv() => {
+            _ = shutdown.wait() => break false,
+            (sink, mut b, result) = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
+                in_flight = None;
+                idle_sink = Some(sink);
+                if !result? {
+                    break true; // stopped during an outage: nothing committed, read again later
+                }
+                commit(&consumer, topic, &b.next_offsets)?;
+                b.clear();
+                spare = Some(b);
+            }
+            _ = tokio::time::sleep_until(deadline), if !batch.is_empty() && in_flight.is_none() => {}
+            msg = consumer.recv(), if !full => {
                 let msg = match msg {
                     Ok(m) => m,
                     Err(e) => {
@@ -174,22 +206,30 @@ where
                         dlq.send(topic, &origin, &e.to_string()).await?;
                     }
                 }
-                batch.records.len() >= cfg.batch_max_rows
             }
-        };
-        if flush_now {
-            if !write_batch(&mut sink, cfg, stage, topic, &dlq, &batch, &mut shutdown).await? {
-                break; // stopped during an outage: nothing committed, the batch is read again
-            }
-            commit(&consumer, topic, &batch.next_offsets)?;
-            batch.clear();
         }
-    }
-    // Finish the batch in hand: one attempt, committed only if it landed.
-    if !batch.is_empty()
-        && write_batch(&mut sink, cfg, stage, topic, &dlq, &batch, &mut shutdown).await?
-    {
-        commit(&consumer, topic, &batch.next_offsets)?;
+    };
+    // Finish the work in hand, in order: the batch in flight, then the one being read (one
+    // attempt each: the shutdown is already triggered), each committed only if it landed.
+    if let Some(fut) = in_flight.take() {
+        let (sink, b, result) = fut.await;
+        idle_sink = Some(sink);
+        if result? && !stopped_in_outage {
+            commit(&consumer, topic, &b.next_offsets)?;
+            if !batch.is_empty() {
+                if let Some(mut sink) = idle_sink.take() {
+                    if write_batch(&mut sink, cfg, stage, topic, &dlq, &batch, &mut shutdown).await? {
+                        commit(&consumer, topic, &batch.next_offsets)?;
+                    }
+                }
+            }
+        }
+    } else if !stopped_in_outage && !batch.is_empty() {
+        if let Some(mut sink) = idle_sink.take() {
+            if write_batch(&mut sink, cfg, stage, topic, &dlq, &batch, &mut shutdown).await? {
+                commit(&consumer, topic, &batch.next_offsets)?;
+            }
+        }
     }
     consumer.unsubscribe();
     tracing::info!(stage, "sink stopped");

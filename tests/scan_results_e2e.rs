@@ -232,7 +232,7 @@ async fn undecodable_record_goes_to_dead_letter_and_loading_goes_on() {
         .unwrap();
     assert_eq!(letter.payload, garbage);
     assert_eq!(letter.topic, s.kafka.topics.scan_results);
-    assert_eq!(letter.stage, "sink.clickhouse");
+    assert_eq!(letter.stage, "sink.clickhouse.scan_results");
     assert!(letter.error.contains("unknown framing"), "{}", letter.error);
     pipeline.stop().await;
 }

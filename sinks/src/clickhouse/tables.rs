@@ -383,7 +383,8 @@ pub struct TelemetryRow {
     pub namespace: String,
     pub pid: i64,
     pub app: String,
-    /// The type's own fields as JSON (without the envelope; package lists go to host_packages).
+    /// The event as JSON (`{"type": ..., "envelope": ..., <its fields>}`; a host-environment
+    /// event keeps only its package count: its packages are rows of host_packages).
     pub details: String,
 }
 
@@ -405,13 +406,9 @@ pub struct PackageRow {
 /// The row of an event, and the package rows of a host-environment event.
 pub fn telemetry_rows(ev: &TelemetryEvent, packages: &mut Vec<PackageRow>) -> TelemetryRow {
     let e = ev.envelope();
-    let mut details = serde_json::to_value(ev).unwrap_or_default();
-    if let Some(obj) = details.as_object_mut() {
-        obj.remove("envelope");
-        obj.remove("type");
-        if let TelemetryEvent::HostEnvironment(h) = ev {
-            obj.remove("packages");
-            obj.insert("package_count".into(), h.packages.len().into());
+    let details = match ev {
+        // The package list goes to host_packages, one row per package.
+        TelemetryEvent::HostEnvironment(h) => {
             packages.extend(h.packages.iter().map(|p| PackageRow {
                 host: e.host.clone(),
                 container_id: text(&e.container_id),
@@ -424,8 +421,11 @@ pub fn telemetry_rows(ev: &TelemetryEvent, packages: &mut Vec<PackageRow>) -> Te
                 source: p.source.clone(),
                 licenses: p.licenses.clone(),
             }));
+            format!("{{\"type\":\"host_environment\",\"package_count\":{}}}", h.packages.len())
         }
-    }
+        // The event's own JSON form, in one pass (the envelope's fields are columns too).
+        _ => serde_json::to_string(ev).unwrap_or_default(),
+    };
     TelemetryRow {
         event_id: e.event_id.clone(),
         event_type: ev.kind().as_str().to_string(),
@@ -437,7 +437,7 @@ pub fn telemetry_rows(ev: &TelemetryEvent, packages: &mut Vec<PackageRow>) -> Te
         namespace: text(&e.namespace),
         pid: e.pid,
         app: text(&e.app),
-        details: details.to_string(),
+        details,
     }
 }
 

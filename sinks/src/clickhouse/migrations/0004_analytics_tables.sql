@@ -110,7 +110,8 @@ ENGINE = ReplacingMergeTree(scanned_at)
 ORDER BY repository;
 
 -- Runtime telemetry after processing (no heartbeats: see heartbeat_rollups), one row per event.
--- Common envelope columns; the type's own fields as JSON in `details` (JSONExtract* to read).
+-- Common envelope columns; the whole event as JSON in `details` (visitParamExtract* on 18.16,
+-- JSONExtract* on newer servers).
 CREATE TABLE IF NOT EXISTS telemetry_events
 (
     event_id String,
