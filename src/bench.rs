@@ -229,6 +229,7 @@ pub async fn processor(
 
     let mut env: Vec<(String, String)> = vec![
         ("KAFKA__BROKERS".into(), s.kafka.brokers.clone()),
+        ("OPS__LISTEN".into(), "127.0.0.1:0".into()),
         (
             "PROCESSORS__CHANGELOG_PREFIX".into(),
             s.processors.changelog_prefix.clone(),

@@ -32,6 +32,8 @@ pub struct Settings {
     pub stack: StackConfig,
     /// Logging.
     pub log: LogConfig,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    pub ops: crate::ops::OpsConfig,
 }
 
 impl Default for Settings {
@@ -52,6 +54,7 @@ impl Default for Settings {
             },
             stack: Default::default(),
             log: Default::default(),
+            ops: Default::default(),
         }
     }
 }

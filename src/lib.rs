@@ -6,6 +6,7 @@ pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod logging;
+pub mod ops;
 pub mod processing;
 pub mod produce;
 pub mod roles;

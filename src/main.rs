@@ -208,16 +208,25 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         let (trigger, shutdown) = Shutdown::new();
         tokio::spawn(stop_on_signal(trigger));
+        secpipe::ops::metrics();
+        let with_ops = |role: futures::future::BoxFuture<'static, anyhow::Result<()>>| {
+            use futures::FutureExt;
+            let ops = secpipe::ops::serve(settings.clone(), shutdown.clone()).boxed();
+            roles::run_roles(vec![("role", role), ("ops", ops)], None)
+        };
+        use futures::FutureExt;
         match cli.command {
-            Command::Gateway => roles::gateway(settings, shutdown).await,
+            Command::Gateway => with_ops(roles::gateway(settings.clone(), shutdown.clone()).boxed()).await,
             Command::Sink {
                 sink: SinkCommand::Clickhouse,
-            } => roles::clickhouse_loader(settings, shutdown).await,
+            } => with_ops(roles::clickhouse_loader(settings.clone(), shutdown.clone()).boxed()).await,
             Command::Sink {
                 sink: SinkCommand::Notify,
-            } => roles::notifier(settings, shutdown).await,
-            Command::Run => roles::run_all(settings, shutdown).await,
-            Command::Process { processor } => roles::processor(settings, processor, shutdown).await,
+            } => with_ops(roles::notifier(settings.clone(), shutdown.clone()).boxed()).await,
+            Command::Run => with_ops(roles::run_all(settings.clone(), shutdown.clone()).boxed()).await,
+            Command::Process { processor } => {
+                with_ops(roles::processor(settings.clone(), processor, shutdown.clone()).boxed()).await
+            }
             Command::Retention => {
                 let r = secpipe_sinks::clickhouse::retention::run(&settings.clickhouse, &settings.retention).await?;
                 println!("dropped {} partition(s): {}; TTL set on {} table(s)", r.dropped.len(), r.dropped.join(", "), r.ttl_set.len());
@@ -346,6 +355,10 @@ async fn stop_on_signal(trigger: ShutdownTrigger) {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-    tracing::info!("stopping: finishing the work in hand");
+    tracing::info!("stopping: finishing the work in hand (at most 30 s)");
     trigger.trigger();
+    // Whatever still runs after 30 s is abandoned: uncommitted input is read again on restart.
+    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    tracing::error!("still stopping after 30 s: exiting; uncommitted records will be read again");
+    std::process::exit(2);
 }

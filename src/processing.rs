@@ -165,6 +165,9 @@ pub async fn run_processor<P: Processor>(
     let mut in_batch = 0usize;
     let max_wait = Duration::from_millis(cfg.batch_max_wait_ms);
     let mut deadline = tokio::time::Instant::now() + max_wait;
+    let consumed = metrics::counter!("secpipe_records_consumed_total", "stage" => stage.clone(), "topic" => input.clone());
+    crate::ops::set_assigned(&stage, false);
+    let mut observe_tick = tokio::time::interval(Duration::from_secs(5));
     let mut ticker = tokio::time::interval(Duration::from_millis(cfg.tick_interval_ms));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(
@@ -179,6 +182,10 @@ pub async fn run_processor<P: Processor>(
             biased;
             _ = shutdown.wait() => break,
             _ = tokio::time::sleep_until(deadline), if in_batch > 0 || !outputs.records.is_empty() => true,
+            _ = observe_tick.tick() => {
+                crate::runtime::observe(&consumer, &stage, &input);
+                false
+            }
             _ = ticker.tick() => {
                 let now = secpipe_schemas::now_micros();
                 for part in parts.values_mut() {
@@ -194,6 +201,7 @@ pub async fn run_processor<P: Processor>(
                         continue;
                     }
                 };
+                consumed.increment(1);
                 let partition = msg.partition();
                 let part = match parts.entry(partition) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -224,7 +232,7 @@ pub async fn run_processor<P: Processor>(
                         if let ProcessError::Encode(_) = e {
                             tracing::error!(processor = name, "an output did not encode: a bug, not bad input");
                         }
-                        dlq.send(&input, &origin, &e.to_string()).await?;
+                        dlq.send(&input, &origin, "unprocessable", &e.to_string()).await?;
                     }
                     part.pending = Some(offset);
                 }
@@ -277,6 +285,28 @@ async fn flush<S: PartitionState>(
     next_offsets: &mut BTreeMap<i32, i64>,
     shutdown: &mut Shutdown,
 ) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let c = std::mem::take(&mut outputs.counters);
+    for (outcome, n) in [
+        ("dedupe_hit", c.dedupe_hits),
+        ("rate_limited", c.rate_limited),
+        ("expired", c.expired),
+        ("redacted", c.redacted),
+        ("alert", c.alerts),
+    ] {
+        if n > 0 {
+            metrics::counter!("secpipe_processor_events_total", "input" => input.to_string(), "outcome" => outcome)
+                .increment(n);
+        }
+    }
+    let mut per_topic: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in &outputs.records {
+        *per_topic.entry(&r.topic).or_default() += 1;
+    }
+    for (topic, n) in per_topic {
+        metrics::counter!("secpipe_records_produced_total", "topic" => topic.to_string())
+            .increment(n);
+    }
     let records: Vec<OutRecord<'_>> = outputs
         .records
         .iter()
@@ -321,6 +351,8 @@ async fn flush<S: PartitionState>(
 
     commit(consumer, input, next_offsets)?;
     next_offsets.clear();
+    metrics::histogram!("secpipe_processor_flush_seconds", "input" => input.to_string())
+        .record(started.elapsed().as_secs_f64());
 
     // Partitions given to another instance: forget their state (it restores from the changelog).
     if let Ok(assignment) = consumer.assignment() {

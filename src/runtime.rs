@@ -65,6 +65,32 @@ pub(crate) fn origin_of(msg: &BorrowedMessage<'_>) -> Origin {
     }
 }
 
+/// Publishes a consumer's assignment (for `/readyz`) and lag per partition (high watermark minus
+/// position) as `secpipe_consumer_lag`.
+pub(crate) fn observe(consumer: &StreamConsumer, stage: &str, topic: &str) {
+    let Ok(assignment) = consumer.assignment() else {
+        return;
+    };
+    crate::ops::set_assigned(stage, assignment.count() > 0);
+    let Ok(position) = consumer.position() else {
+        return;
+    };
+    for e in position.elements_for_topic(topic) {
+        let Ok((_, high)) =
+            consumer.fetch_watermarks(topic, e.partition(), Duration::from_millis(500))
+        else {
+            continue;
+        };
+        let lag = match e.offset() {
+            Offset::Offset(pos) => (high - pos).max(0),
+            _ => continue,
+        };
+        metrics::gauge!("secpipe_consumer_lag", "stage" => stage.to_string(), "topic" => topic.to_string(),
+            "partition" => e.partition().to_string())
+        .set(lag as f64);
+    }
+}
+
 /// Builds a consumer in `group` subscribed to `topics`, committing only explicitly.
 pub fn consumer(
     cfg: &KafkaConfig,
@@ -140,8 +166,9 @@ pub async fn run_sink<S>(
 where
     S: Sink,
 {
-    type Written<'a, S, R> =
-        std::pin::Pin<Box<dyn std::future::Future<Output = (S, Batch<R>, anyhow::Result<bool>)> + Send + 'a>>;
+    type Written<'a, S, R> = std::pin::Pin<
+        Box<dyn std::future::Future<Output = (S, Batch<R>, anyhow::Result<bool>)> + Send + 'a>,
+    >;
     let consumer = consumer(kafka, stage, &cfg.group_id, &[topic])?;
     let dlq = DeadLetters::new(kafka, stage)?;
     let max_wait = Duration::from_millis(cfg.batch_max_wait_ms);
@@ -150,21 +177,36 @@ where
     let mut idle_sink = Some(sink);
     let mut in_flight: Option<Written<'_, S, S::Record>> = None;
     let mut deadline = tokio::time::Instant::now() + max_wait;
-    let launch = |mut sink: S, b: Batch<S::Record>, mut sd: Shutdown| -> Written<'_, S, S::Record> {
-        let dlq = &dlq;
-        Box::pin(async move {
-            let r = write_batch(&mut sink, cfg, stage, topic, dlq, &b, &mut sd).await;
-            (sink, b, r)
-        })
-    };
+    let consumed = metrics::counter!("secpipe_records_consumed_total", "stage" => stage.to_string(), "topic" => topic.to_string());
+    let batch_rows = metrics::histogram!("secpipe_batch_rows", "stage" => stage.to_string());
+    let write_seconds =
+        metrics::histogram!("secpipe_sink_write_seconds", "stage" => stage.to_string());
+    let launch =
+        |mut sink: S, b: Batch<S::Record>, mut sd: Shutdown| -> Written<'_, S, S::Record> {
+            let dlq = &dlq;
+            let write_seconds = write_seconds.clone();
+            batch_rows.record(b.records.len() as f64);
+            Box::pin(async move {
+                let started = std::time::Instant::now();
+                let r = write_batch(&mut sink, cfg, stage, topic, dlq, &b, &mut sd).await;
+                write_seconds.record(started.elapsed().as_secs_f64());
+                (sink, b, r)
+            })
+        };
+    crate::ops::set_assigned(stage, false);
+    let mut observe_tick = tokio::time::interval(Duration::from_secs(5));
     tracing::info!(stage, topic, group = %cfg.group_id, "sink started");
     let stopped_in_outage = loop {
         let full = batch.records.len() >= cfg.batch_max_rows;
         let due = !batch.is_empty() && (full || tokio::time::Instant::now() >= deadline);
         if due && in_flight.is_none() {
-            let next = spare.take().unwrap_or_else(|| Batch::new(cfg.batch_max_rows));
+            let next = spare
+                .take()
+                .unwrap_or_else(|| Batch::new(cfg.batch_max_rows));
             let b = std::mem::replace(&mut batch, next);
-            let sink = idle_sink.take().expect("the sink is idle when nothing is in flight");
+            let sink = idle_sink
+                .take()
+                .expect("the sink is idle when nothing is in flight");
             in_flight = Some(launch(sink, b, shutdown.clone()));
         }
         tokio::select! {
@@ -181,6 +223,7 @@ where
                 spare = Some(b);
             }
             _ = tokio::time::sleep_until(deadline), if !batch.is_empty() && in_flight.is_none() => {}
+            _ = observe_tick.tick() => observe(&consumer, stage, topic),
             msg = consumer.recv(), if !full => {
                 let msg = match msg {
                     Ok(m) => m,
@@ -192,6 +235,7 @@ where
                 if batch.is_empty() {
                     deadline = tokio::time::Instant::now() + max_wait;
                 }
+                consumed.increment(1);
                 let origin = origin_of(&msg);
                 batch.saw(origin.partition, origin.offset);
                 match decoder.decode(&origin.payload) {
@@ -203,7 +247,7 @@ where
                         tracing::warn!(stage, topic, partition = origin.partition,
                             offset = origin.offset, error = %e,
                             "undecodable record sent to the dead-letter topic");
-                        dlq.send(topic, &origin, &e.to_string()).await?;
+                        dlq.send(topic, &origin, "undecodable", &e.to_string()).await?;
                     }
                 }
             }
@@ -218,7 +262,9 @@ where
             commit(&consumer, topic, &b.next_offsets)?;
             if !batch.is_empty() {
                 if let Some(mut sink) = idle_sink.take() {
-                    if write_batch(&mut sink, cfg, stage, topic, &dlq, &batch, &mut shutdown).await? {
+                    if write_batch(&mut sink, cfg, stage, topic, &dlq, &batch, &mut shutdown)
+                        .await?
+                    {
                         commit(&consumer, topic, &batch.next_offsets)?;
                     }
                 }
@@ -262,7 +308,7 @@ async fn write_batch<S: Sink>(
                         let origin = &batch.origins[lo + r.index];
                         tracing::warn!(stage, topic, partition = origin.partition,
                             offset = origin.offset, reason = %r.reason, "record refused; sent to the dead-letter topic");
-                        dlq.send(topic, origin, &r.reason).await?;
+                        dlq.send(topic, origin, "refused", &r.reason).await?;
                     }
                     break;
                 }
@@ -282,7 +328,7 @@ async fn write_batch<S: Sink>(
                     let origin = &batch.origins[lo];
                     tracing::warn!(stage, topic, partition = origin.partition,
                         offset = origin.offset, %reason, "row rejected; sent to the dead-letter topic");
-                    dlq.send(topic, origin, &reason).await?;
+                    dlq.send(topic, origin, "rejected", &reason).await?;
                     break;
                 }
                 Err(SinkError::Rejected(_)) => {
@@ -335,13 +381,17 @@ impl DeadLetters {
         })
     }
 
-    /// Writes one dead letter and waits for the broker's acknowledgement.
+    /// Writes one dead letter and waits for the broker's acknowledgement. `cause` is a short
+    /// label for the `secpipe_dead_letters_total` metric (undecodable, rejected, refused).
     pub(crate) async fn send(
         &self,
         topic: &str,
         origin: &Origin,
+        cause: &'static str,
         error: &str,
     ) -> anyhow::Result<()> {
+        metrics::counter!("secpipe_dead_letters_total", "stage" => self.stage.clone(), "cause" => cause)
+            .increment(1);
         let letter = DeadLetter {
             stage: self.stage.clone(),
             topic: topic.to_string(),

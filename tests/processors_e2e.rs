@@ -243,7 +243,7 @@ async fn kill_9_mid_stream_loses_nothing_and_duplicates_only_identical_records()
             .spawn()
             .expect("secpipe binary")
     };
-    let mut child = spawn();
+    let mut child = ChildGuard(spawn());
     // Kill it once it has committed part of the stream, but not all of it.
     let partway = eventually(120, "the first commits", || {
         let (s, group, topic) = (s.clone(), group.clone(), s.kafka.topics.telemetry.clone());
@@ -262,10 +262,9 @@ async fn kill_9_mid_stream_loses_nothing_and_duplicates_only_identical_records()
         "killed mid-stream ({partway} of {total} committed)"
     );
 
-    let mut child = spawn();
+    let child = ChildGuard(spawn());
     wait_consumed(&s, "telemetry", &s.kafka.topics.telemetry, 180).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
 
     let actual = actual_telemetry(&s);
     let distinct: BTreeSet<_> = actual.keys().cloned().collect();

@@ -48,6 +48,8 @@ pub fn settings(test: &str) -> Settings {
     s.processors.changelog_prefix = format!("test.{tag}.changelog.");
     s.processors.group_prefix = format!("test.{tag}.");
     s.processors.batch_max_wait_ms = 100;
+    // Child processes of a test serve their ops endpoints on a port of their own.
+    s.ops.listen = "127.0.0.1:0".parse().unwrap();
     let token = |name: &str, secret: &str, role, kinds: Vec<EventKind>| TokenConfig {
         name: name.into(),
         sha256: hash_token(secret),
@@ -368,6 +370,8 @@ pub fn child_env(s: &Settings) -> Vec<(String, String)> {
         ("GATEWAY__REDACTION_KEY", s.gateway.redaction_key.clone()),
         ("CLICKHOUSE__URL", s.clickhouse.url.clone()),
         ("LOADER__GROUP_ID", s.loader.group_id.clone()),
+        ("CLICKHOUSE__DATABASE", s.clickhouse.database.clone()),
+        ("OPS__LISTEN", s.ops.listen.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (format!("SECPIPE__{k}"), v))
@@ -444,5 +448,15 @@ impl Proxy {
 
     pub fn restore(&self) {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A child process that is killed when the test ends, even by a panic.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

@@ -16,6 +16,29 @@ async fn ingest(
     kind: EventKind,
     prepare: impl FnOnce(&Ingestor, &[u8]) -> Result<Prepared, IngestError>,
 ) -> Result<Json<Value>, Rejection> {
+    let started = std::time::Instant::now();
+    let result = ingest_inner(gw, headers, body, kind, prepare).await;
+    let status = match &result {
+        Ok((_, events)) => {
+            metrics::counter!("secpipe_events_in_total", "kind" => kind.as_str())
+                .increment(*events as u64);
+            "200".to_string()
+        }
+        Err(r) => r.status().as_u16().to_string(),
+    };
+    metrics::counter!("secpipe_gateway_requests_total", "kind" => kind.as_str(), "status" => status).increment(1);
+    metrics::histogram!("secpipe_gateway_request_seconds", "kind" => kind.as_str())
+        .record(started.elapsed().as_secs_f64());
+    result.map(|(json, _)| json)
+}
+
+async fn ingest_inner(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    body: Body,
+    kind: EventKind,
+    prepare: impl FnOnce(&Ingestor, &[u8]) -> Result<Prepared, IngestError>,
+) -> Result<(Json<Value>, usize), Rejection> {
     let caller = gw.authorize(headers, kind)?;
     let body = gw.body(body).await?;
     let prepared = prepare(&gw.ingestor, &body).map_err(|e| match e {
@@ -33,7 +56,8 @@ async fn ingest(
         .send(&prepared)
         .await
         .map_err(|e| Rejection::produce(e, gw.cfg.retry_after_secs))?;
-    Ok(Json(prepared.summary))
+    let events = prepared.len();
+    Ok((Json(prepared.summary), events))
 }
 
 /// `POST /track`: one end-of-scan message; answers `{"success": "true"}` like the original

@@ -56,6 +56,23 @@ impl Rejection {
     }
 }
 
+impl Rejection {
+    /// The HTTP status this rejection answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::Auth(AuthError::Forbidden(_)) => StatusCode::FORBIDDEN,
+            Rejection::Auth(_) => StatusCode::UNAUTHORIZED,
+            Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::Invalid { .. } | Rejection::InvalidLines(_) => StatusCode::BAD_REQUEST,
+            Rejection::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Rejection::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::BrokerRejected(_) => StatusCode::BAD_GATEWAY,
+            Rejection::NotFound(_) => StatusCode::NOT_FOUND,
+            Rejection::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         let (status, body, headers): (StatusCode, Value, Vec<(header::HeaderName, HeaderValue)>) =

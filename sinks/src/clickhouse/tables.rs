@@ -421,7 +421,10 @@ pub fn telemetry_rows(ev: &TelemetryEvent, packages: &mut Vec<PackageRow>) -> Te
                 source: p.source.clone(),
                 licenses: p.licenses.clone(),
             }));
-            format!("{{\"type\":\"host_environment\",\"package_count\":{}}}", h.packages.len())
+            format!(
+                "{{\"type\":\"host_environment\",\"package_count\":{}}}",
+                h.packages.len()
+            )
         }
         // The event's own JSON form, in one pass (the envelope's fields are columns too).
         _ => serde_json::to_string(ev).unwrap_or_default(),

@@ -163,6 +163,17 @@ impl Sink for NotifySink {
                     _ => String::new(),
                 })
                 .collect();
+            for a in &report.attempts {
+                let outcome = if a.error.is_none() {
+                    "delivered"
+                } else {
+                    "failed"
+                };
+                metrics::counter!("secpipe_notify_attempts_total", "integration" => a.integration.clone(), "outcome" => outcome)
+                    .increment(1);
+                metrics::histogram!("secpipe_notify_attempt_seconds", "integration" => a.integration.clone())
+                    .record(a.latency_ms as f64 / 1000.0);
+            }
             self.pending.extend(report.attempts);
             if !dead.is_empty() {
                 rejected.push(Rejected {

@@ -1,0 +1,154 @@
+//! What operators see of every role: `/metrics` (Prometheus text), `/healthz` (the process is
+//! alive) and `/readyz` (its consumers have partitions, and the broker and ClickHouse answer),
+//! on `ops.listen`. One server per process, shared by every role `secpipe run` starts.
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{Mutex, OnceLock},
+    time::Duration,
+};
+
+use axum::{http::StatusCode, routing::get, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::{Deserialize, Serialize};
+
+use crate::{runtime::Shutdown, Settings};
+
+/// The ops endpoints (section `[ops]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpsConfig {
+    /// Address of `/metrics`, `/healthz` and `/readyz`. Default `127.0.0.1:9464`; in containers
+    /// `0.0.0.0:9464`.
+    pub listen: SocketAddr,
+    /// Serve them at all. Default true.
+    pub enabled: bool,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            enabled: true,
+        }
+    }
+}
+
+/// The process's metrics recorder, installed on first use.
+pub fn metrics() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ])
+            .expect("static buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Tests build several roles in one process: the first recorder stays.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Consumer stages of this process and whether each has partitions assigned.
+fn stages() -> &'static Mutex<BTreeMap<String, bool>> {
+    static STAGES: OnceLock<Mutex<BTreeMap<String, bool>>> = OnceLock::new();
+    STAGES.get_or_init(Default::default)
+}
+
+/// Records whether a consumer stage has partitions (the runtime calls it as assignments change).
+pub fn set_assigned(stage: &str, assigned: bool) {
+    stages()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(stage.to_string(), assigned);
+}
+
+/// Readiness: every consumer stage has partitions, the broker answers, ClickHouse answers.
+pub async fn readiness(settings: &Settings) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    for (stage, assigned) in stages().lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        if !assigned {
+            problems.push(format!("{stage}: no partitions assigned yet"));
+        }
+    }
+    let kafka = settings.kafka.clone();
+    let broker = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let c: BaseConsumer = kafka
+            .client_config("readyz")
+            .create()
+            .map_err(|e| e.to_string())?;
+        c.fetch_metadata(None, Duration::from_secs(2))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    if let Err(e) = broker {
+        problems.push(format!("broker {}: {e}", settings.kafka.brokers));
+    }
+    let ch = settings.clickhouse.server_client();
+    let ping = tokio::time::timeout(
+        Duration::from_secs(2),
+        ch.query("SELECT 1").fetch_one::<u8>(),
+    )
+    .await;
+    match ping {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => problems.push(format!("ClickHouse {}: {e}", settings.clickhouse.url)),
+        Err(_) => problems.push(format!(
+            "ClickHouse {}: no answer within 2 s",
+            settings.clickhouse.url
+        )),
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// The ops routes.
+pub fn router(settings: Settings) -> Router {
+    let handle = metrics().clone();
+    Router::new()
+        .route("/metrics", get(move || std::future::ready(handle.render())))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let settings = settings.clone();
+                async move {
+                    match readiness(&settings).await {
+                        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+                        Err(problems) => {
+                            (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n") + "\n")
+                        }
+                    }
+                }
+            }),
+        )
+}
+
+/// Serves the ops endpoints until shutdown.
+pub async fn serve(settings: Settings, mut shutdown: Shutdown) -> anyhow::Result<()> {
+    if !settings.ops.enabled {
+        return Ok(());
+    }
+    let listener = tokio::net::TcpListener::bind(settings.ops.listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "ops endpoints cannot listen on {}: {e}",
+                settings.ops.listen
+            )
+        })?;
+    tracing::info!(listen = %settings.ops.listen, "ops endpoints: /metrics /healthz /readyz");
+    axum::serve(listener, router(settings))
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await?;
+    Ok(())
+}
