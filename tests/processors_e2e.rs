@@ -255,8 +255,8 @@ async fn kill_9_mid_stream_loses_nothing_and_duplicates_only_identical_records()
         }
     })
     .await;
-    child.kill().expect("kill -9");
-    child.wait().unwrap();
+    child.0.kill().expect("kill -9");
+    child.0.wait().unwrap();
     assert!(
         partway < total,
         "killed mid-stream ({partway} of {total} committed)"
