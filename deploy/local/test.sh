@@ -15,7 +15,7 @@ say "checking schema compatibility"
 say "running cargo test --workspace"
 log="$SECPIPE_STATE_DIR/logs/cargo-test.log"
 status=0
-cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -30,6 +30,8 @@ def normalize(value):
     if isinstance(value, datetime.datetime):
         delta = value - EPOCH
         return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    if isinstance(value, datetime.date):
+        return (value - datetime.date(1970, 1, 1)).days
     if isinstance(value, (bytes, bytearray)):
         return list(value)
     if isinstance(value, dict):
