@@ -34,6 +34,19 @@ pub struct Settings {
     pub log: LogConfig,
     /// `/metrics`, `/healthz`, `/readyz`.
     pub ops: crate::ops::OpsConfig,
+    /// Record framing: single-object encoding, or a Schema Registry's wire format.
+    pub schemas: SchemasConfig,
+}
+
+/// Avro framing (section `[schemas]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchemasConfig {
+    /// URL of a Confluent-compatible Schema Registry. Empty (default): records use Avro
+    /// single-object encoding and need no registry. Set: every schema version is registered
+    /// at start-up (subject = record full name) and records are written as `00` + schema id.
+    /// Readers decode both framings either way.
+    pub registry_url: String,
 }
 
 impl Default for Settings {
@@ -55,6 +68,7 @@ impl Default for Settings {
             stack: Default::default(),
             log: Default::default(),
             ops: Default::default(),
+            schemas: Default::default(),
         }
     }
 }

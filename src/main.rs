@@ -209,6 +209,13 @@ fn main() -> anyhow::Result<()> {
         let (trigger, shutdown) = Shutdown::new();
         tokio::spawn(stop_on_signal(trigger));
         secpipe::ops::metrics();
+        if !settings.schemas.registry_url.is_empty() {
+            let client = secpipe_schemas::registry::SchemaRegistryClient::new(&settings.schemas.registry_url)?;
+            let catalog = secpipe_schemas::catalog().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let ids = client.register_catalog(catalog).await.context("registering schemas")?;
+            tracing::info!(url = %settings.schemas.registry_url, schemas = ids.len(), "schemas registered; writing the Confluent wire format");
+            secpipe_schemas::registry::install(ids);
+        }
         let with_ops = |role: futures::future::BoxFuture<'static, anyhow::Result<()>>| {
             use futures::FutureExt;
             let ops = secpipe::ops::serve(settings.clone(), shutdown.clone()).boxed();

@@ -116,7 +116,7 @@ impl<T: AvroRecord> Codec<T> {
                 },
             );
         }
-        Ok(Self {
+        let codec = Self {
             current,
             writer,
             reader,
@@ -124,7 +124,11 @@ impl<T: AvroRecord> Codec<T> {
             registry_ids: RegistryIds::default(),
             framing: Framing::SingleObject,
             _record: PhantomData,
-        })
+        };
+        match crate::registry::installed() {
+            Some(ids) => codec.with_registry(ids),
+            None => Ok(codec),
+        }
     }
 
     /// Write with the Confluent wire format, under the id the registry gave the current version,

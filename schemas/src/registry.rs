@@ -12,6 +12,21 @@ use thiserror::Error;
 
 use crate::catalog::Catalog;
 
+/// The ids every codec of this process uses, once a registry is in use (see [`install`]).
+static INSTALLED: std::sync::OnceLock<RegistryIds> = std::sync::OnceLock::new();
+
+/// Makes every [`crate::Codec`] built afterwards write the Confluent wire format with these
+/// ids (and read it). Call once at start-up, after [`SchemaRegistryClient::register_catalog`].
+/// Returns false if ids were installed already.
+pub fn install(ids: RegistryIds) -> bool {
+    INSTALLED.set(ids).is_ok()
+}
+
+/// The installed ids, if a registry is in use.
+pub fn installed() -> Option<&'static RegistryIds> {
+    INSTALLED.get()
+}
+
 /// A failed registry call.
 #[derive(Debug, Error)]
 pub enum RegistryError {
