@@ -194,37 +194,12 @@ pub fn records_in(s: &Settings, topic: &str) -> i64 {
         .sum()
 }
 
-/// Every record of `topic`, read from the beginning.
+/// Every record of `topic`, read from the beginning: (key, payload).
 pub fn read_all(s: &Settings, topic: &str) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
-    use rdkafka::{Message, Offset, TopicPartitionList};
-    let total = records_in(s, topic);
-    let c: BaseConsumer = s
-        .kafka
-        .client_config("test-reader")
-        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in md.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-            .unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while (out.len() as i64) < total && Instant::now() < deadline {
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
-            out.push((
-                m.key().map(<[u8]>::to_vec),
-                m.payload().unwrap_or_default().to_vec(),
-            ));
-        }
-    }
-    out
+    read_partitioned(s, topic)
+        .into_iter()
+        .map(|r| (r.key, r.payload))
+        .collect()
 }
 
 /// Produces raw bytes straight to a topic, bypassing the gateway.
