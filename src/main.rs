@@ -129,6 +129,12 @@ enum BenchCommand {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
+    /// The whole pipeline, each role its own process, with the limits it runs against.
+    Pipeline {
+        /// Telemetry events to send through the gateway.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+    },
     /// The ClickHouse loader against clickhouse-client inserting the same rows.
     Loader {
         /// Processed telemetry events to load.
@@ -280,6 +286,26 @@ fn main() -> anyhow::Result<()> {
                     "loader telemetry_events: {} rows in {:.2} s = {:.0} rows/s (plus {} host_packages rows); clickhouse-client RowBinary from files: {:.2} s = {:.0} rows/s; loader at {:.0}% of clickhouse-client",
                     f.rows, f.loader_secs, f.loader_rows_per_sec, f.package_rows, f.client_secs, f.client_rows_per_sec,
                     100.0 * f.loader_rows_per_sec / f.client_rows_per_sec
+                );
+                Ok(())
+            }
+            Command::Bench {
+                bench: BenchCommand::Pipeline { events },
+            } => {
+                let f = secpipe::bench::pipeline(&settings, events).await?;
+                println!(
+                    "pipeline: {} events end to end in {:.2} s = {:.0} events/s; gateway ack -> ClickHouse visible p50 {:.0} ms, p99 {:.0} ms ({} probes)",
+                    f.events, f.seconds, f.events_per_sec, f.p50_ms, f.p99_ms, f.latency_samples
+                );
+                for (role, mb) in &f.peak_rss_mb {
+                    println!("  peak RSS {role}: {mb:.0} MB");
+                }
+                println!(
+                    "limits in the same run: broker produce {:.0}/s ({:.0}%), broker consume {:.0}/s ({:.0}%), ClickHouse insert {:.0} rows/s ({:.0}%) (broker {})",
+                    f.broker_produce_per_sec, 100.0 * f.events_per_sec / f.broker_produce_per_sec,
+                    f.broker_consume_per_sec, 100.0 * f.events_per_sec / f.broker_consume_per_sec,
+                    f.clickhouse_insert_rows_per_sec, 100.0 * f.events_per_sec / f.clickhouse_insert_rows_per_sec,
+                    settings.kafka.brokers
                 );
                 Ok(())
             }

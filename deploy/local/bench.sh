@@ -5,6 +5,8 @@
 #   secpipe bench gateway     telemetry NDJSON through the gateway to the broker
 #   secpipe bench processor   the telemetry processor: backlog throughput, latency, peak RSS
 #   secpipe bench loader      the ClickHouse loader against clickhouse-client, same rows
+#   secpipe bench pipeline    every role as its own process: end-to-end rate, ack -> ClickHouse
+#                             latency, peak RSS per role, and the broker's and ClickHouse's limits
 # Usage: deploy/local/bench.sh [gateway|processor] [extra args of that bench]   (default: both)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export SECPIPE__KAFKA__BROKERS="${BENCH_BROKERS:-127.0.0.1:19092}"
@@ -15,12 +17,13 @@ export SECPIPE__STACK__STATE_DIR=.secpipe/bench
 say "building secpipe (release)"
 cargo build --release --quiet --bin secpipe || die "release build failed"
 case "${1:-all}" in
-    gateway | processor | loader)
+    gateway | processor | loader | pipeline)
         what=$1; shift
         "$REPO_ROOT/target/release/secpipe" bench "$what" "$@" ;;
     all)
         "$REPO_ROOT/target/release/secpipe" bench gateway
         "$REPO_ROOT/target/release/secpipe" bench processor
-        "$REPO_ROOT/target/release/secpipe" bench loader ;;
-    *) die "unknown bench '$1' (gateway, processor, loader)" ;;
+        "$REPO_ROOT/target/release/secpipe" bench loader
+        "$REPO_ROOT/target/release/secpipe" bench pipeline ;;
+    *) die "unknown bench '$1' (gateway, processor, loader, pipeline)" ;;
 esac
