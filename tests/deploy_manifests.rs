@@ -761,7 +761,11 @@ fn consumer_of(role: &str, s: &Settings) -> Option<(String, Option<String>)> {
         "process admin-events" => (group("admin-events"), Some(t.scan_failures.clone())),
         "process scan-results" => (group("scan-results"), Some(t.scan_results.clone())),
         "process telemetry" => (group("telemetry"), Some(t.telemetry.clone())),
-        "sink clickhouse" => (s.loader.group_id.clone(), None),
+        // One consumer group per table; the loader scales on its dominant one.
+        "sink clickhouse" => (
+            format!("{}.telemetry_events", s.loader.group_id),
+            Some(t.telemetry_clean.clone()),
+        ),
         "sink notify" => (s.notifier.group_id.clone(), Some(t.alerts.clone())),
         other => {
             assert!(
