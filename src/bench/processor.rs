@@ -1,0 +1,275 @@
+//! `secpipe bench processor`.
+use super::*;
+
+/// Figures of one processor run.
+#[derive(Debug)]
+pub struct ProcessorFigures {
+    pub events: i64,
+    pub seconds: f64,
+    pub events_per_sec: f64,
+    pub latency_events: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub peak_rss_mb: f64,
+}
+
+/// The telemetry processor as its own process (`secpipe process telemetry`) on fresh topics:
+/// throughput over a backlog of `events` reference-mix events, then end-to-end latency (input
+/// append to output append) at `rate` events/s for `seconds`, and the process's peak RSS.
+pub async fn processor(
+    settings: &Settings,
+    events: usize,
+    rate: usize,
+    seconds: u64,
+) -> anyhow::Result<ProcessorFigures> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use secpipe_producers::{EventProducer, OutRecord};
+    use secpipe_schemas::telemetry::TelemetryCodec;
+
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let mut s = settings.clone();
+    let t = &mut s.kafka.topics;
+    for (topic, name) in [
+        (&mut t.telemetry, "telemetry"),
+        (&mut t.telemetry_clean, "telemetry.clean"),
+        (&mut t.heartbeat_rollups, "heartbeat-rollups"),
+        (&mut t.alerts, "alerts"),
+        (&mut t.dead_letter, "dead-letter"),
+    ] {
+        *topic = format!("bench.{tag}.{name}");
+    }
+    s.processors.changelog_prefix = format!("bench.{tag}.changelog.");
+    s.processors.group_prefix = format!("bench.{tag}.");
+    crate::topics::create_all(&s).await?;
+
+    // The backlog: reference mix stamped to end now.
+    eprintln!(
+        "producing {events} reference-mix events to {}",
+        s.kafka.topics.telemetry
+    );
+    let codec = TelemetryCodec::new()?;
+    let producer = EventProducer::new(&s.kafka, "bench")?;
+    let mut all: Vec<_> = sample::reference_mix(23, 16, 8).take(events).collect();
+    let shift = secpipe_schemas::now_micros() - all.last().map_or(0, |e| e.envelope().event_time);
+    let encoded: Vec<(String, Vec<u8>)> = all
+        .iter_mut()
+        .map(|e| {
+            e.envelope_mut().event_time += shift;
+            (e.partition_key(), codec.encode(e).expect("encode"))
+        })
+        .collect();
+    for chunk in encoded.chunks(10_000) {
+        let out: Vec<OutRecord<'_>> = chunk
+            .iter()
+            .map(|(k, p)| OutRecord {
+                topic: &s.kafka.topics.telemetry,
+                key: k.as_bytes(),
+                payload: p,
+                headers: &[],
+                partition: None,
+            })
+            .collect();
+        producer.send_all(&out).await?;
+    }
+
+    let mut env: Vec<(String, String)> = vec![
+        ("KAFKA__BROKERS".into(), s.kafka.brokers.clone()),
+        ("OPS__LISTEN".into(), "127.0.0.1:0".into()),
+        (
+            "PROCESSORS__CHANGELOG_PREFIX".into(),
+            s.processors.changelog_prefix.clone(),
+        ),
+        (
+            "PROCESSORS__GROUP_PREFIX".into(),
+            s.processors.group_prefix.clone(),
+        ),
+    ];
+    let t = &s.kafka.topics;
+    for (k, v) in [
+        ("TELEMETRY", &t.telemetry),
+        ("TELEMETRY_CLEAN", &t.telemetry_clean),
+        ("HEARTBEAT_ROLLUPS", &t.heartbeat_rollups),
+        ("ALERTS", &t.alerts),
+        ("DEAD_LETTER", &t.dead_letter),
+    ] {
+        env.push((format!("KAFKA__TOPICS__{k}"), v.clone()));
+    }
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["process", "telemetry"])
+        .envs(env.iter().map(|(k, v)| (format!("SECPIPE__{k}"), v)))
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .context("starting secpipe process telemetry")?;
+
+    let group = format!("{}telemetry", s.processors.group_prefix);
+    // One client for every look at the committed offsets: the poll must not cost the machine.
+    let watcher: BaseConsumer = s
+        .kafka
+        .client_config("bench-committed")
+        .set("group.id", &group)
+        .create()?;
+    let md = watcher.fetch_metadata(Some(&s.kafka.topics.telemetry), Duration::from_secs(10))?;
+    let mut watched = rdkafka::TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        watched.add_partition(&s.kafka.topics.telemetry, p.id());
+    }
+    let committed = |_: &Settings| -> anyhow::Result<i64> {
+        Ok(watcher
+            .committed_offsets(watched.clone(), Duration::from_secs(10))?
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                rdkafka::Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum())
+    };
+    let total = events as i64;
+    let mut first: Option<(Instant, i64)> = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let last = loop {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "processor did not catch up within 600 s"
+        );
+        let c = committed(&s)?;
+        let now = Instant::now();
+        if c > 0 && first.is_none() {
+            first = Some((now, c));
+        }
+        if c >= total {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (t_first, c_first) = first.expect("first commit seen");
+    let measured = total - c_first;
+    let secs = (last - t_first).as_secs_f64();
+    eprintln!("backlog: {measured} events in {secs:.2} s after the first commit");
+
+    // Latency at a steady rate.
+    eprintln!("latency phase: {rate} events/s for {seconds} s");
+    let steady: Vec<(String, Vec<u8>, String)> = {
+        let mut evs: Vec<_> = sample::reference_mix(99, 16, 8)
+            .take(rate * seconds as usize)
+            .collect();
+        let base =
+            secpipe_schemas::now_micros() - evs.first().map_or(0, |e| e.envelope().event_time);
+        evs.iter_mut()
+            .map(|e| {
+                e.envelope_mut().event_time += base;
+                let id = format!("lat-{}", e.envelope().event_id);
+                e.envelope_mut().event_id = id.clone();
+                (e.partition_key(), codec.encode(e).expect("encode"), id)
+            })
+            .collect()
+    };
+    let tick = Duration::from_millis(100);
+    let per_tick = (rate / 10).max(1);
+    let started = Instant::now();
+    for (i, chunk) in steady.chunks(per_tick).enumerate() {
+        let out: Vec<OutRecord<'_>> = chunk
+            .iter()
+            .map(|(k, p, _)| OutRecord {
+                topic: &s.kafka.topics.telemetry,
+                key: k.as_bytes(),
+                payload: p,
+                headers: &[],
+                partition: None,
+            })
+            .collect();
+        producer.send_all(&out).await?;
+        tokio::time::sleep_until((started + tick * (i as u32 + 1)).into()).await;
+    }
+    let target = total + steady.len() as i64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while committed(&s)? < target {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "processor did not keep up with {rate} events/s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let peak_kb = peak_rss_kb(child.id()).unwrap_or(0);
+    // SIGTERM: the processor finishes its batch and leaves the group.
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+
+    let latencies = append_latencies(
+        &s,
+        &codec,
+        &s.kafka.topics.telemetry,
+        &s.kafka.topics.telemetry_clean,
+    )?;
+    let mut lat = latencies;
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0) as f64
+    };
+    Ok(ProcessorFigures {
+        events: measured,
+        seconds: secs,
+        events_per_sec: measured as f64 / secs.max(1e-9),
+        latency_events: lat.len(),
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        peak_rss_mb: peak_kb as f64 / 1024.0,
+    })
+}
+
+/// Milliseconds between each latency-phase event's append to `input` and its append to `output`.
+fn append_latencies(
+    s: &Settings,
+    codec: &secpipe_schemas::telemetry::TelemetryCodec,
+    input: &str,
+    output: &str,
+) -> anyhow::Result<Vec<i64>> {
+    use rdkafka::{
+        consumer::{BaseConsumer, Consumer},
+        Message, Offset, TopicPartitionList,
+    };
+    let read = |topic: &str| -> anyhow::Result<std::collections::HashMap<String, i64>> {
+        let c: BaseConsumer = s
+            .kafka
+            .client_config("bench-reader")
+            .set("group.id", format!("bench-reader-{}", uuid::Uuid::new_v4()))
+            .set("enable.partition.eof", "true")
+            .create()?;
+        let md = c.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let mut tpl = TopicPartitionList::new();
+        for p in md.topics()[0].partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+        }
+        let parts = md.topics()[0].partitions().len();
+        c.assign(&tpl)?;
+        let mut out = std::collections::HashMap::new();
+        let mut eofs = 0;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while eofs < parts && Instant::now() < deadline {
+            match c.poll(Duration::from_millis(500)) {
+                Some(Ok(m)) => {
+                    let Some(payload) = m.payload() else { continue };
+                    if let Ok(ev) = codec.decode(payload) {
+                        let id = &ev.envelope().event_id;
+                        if id.starts_with("lat-") {
+                            out.insert(id.clone(), m.timestamp().to_millis().unwrap_or(0));
+                        }
+                    }
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => eofs += 1,
+                _ => {}
+            }
+        }
+        Ok(out)
+    };
+    let appended = read(input)?;
+    let emitted = read(output)?;
+    Ok(emitted
+        .iter()
+        .filter_map(|(id, out_ts)| appended.get(id).map(|in_ts| out_ts - in_ts))
+        .collect())
+}
