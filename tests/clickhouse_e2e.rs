@@ -69,6 +69,7 @@ fn report(
         repo_type: types.iter().map(|t| t.to_string()).collect(),
         team: Some(team.into()),
         report_summary: summary,
+        origin: "track".into(),
         received_at: at,
     }
 }

@@ -96,6 +96,8 @@ async fn posted_scan_reports_land_in_clickhouse_with_every_field() {
             summary_medium: vec![3, 0],
             summary_low: vec![4, 5],
             summary_status: vec!["❌".into(), "✅".into()],
+            origin: "track".into(),
+            precedence: full_row.precedence,
         }
     );
     let sparse_row = rows.iter().find(|r| r.scan_id != id).unwrap();
@@ -234,5 +236,58 @@ async fn undecodable_record_goes_to_dead_letter_and_loading_goes_on() {
     assert_eq!(letter.topic, s.kafka.topics.scan_results);
     assert_eq!(letter.stage, "sink.clickhouse.scan_results");
     assert!(letter.error.contains("unknown framing"), "{}", letter.error);
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tools_own_summary_outranks_a_later_sarif_run_of_the_same_scan() {
+    let s = settings("precedence");
+    require_stack(&s).await;
+    let pipeline = Pipeline::start(&s).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let repo = format!("repo-{}", uuid::Uuid::new_v4().simple());
+    let http = reqwest::Client::new();
+    let track = json!({"id": id, "repo_context": {"repositoryName": repo, "invokedBy": "alice"},
+        "repo_type": ["nodejs"],
+        "report_summary": {"Source code analyzer for JavaScript": {"critical": 1, "high": 0, "medium": 0, "low": 0, "status": "❌"}}});
+    let r = http
+        .post(pipeline.url("/track"))
+        .bearer_auth(PRODUCER_TOKEN)
+        .json(&track)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sarif = json!({"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "njsscan"}},
+        "automationDetails": {"guid": id},
+        "versionControlProvenance": [{"repositoryUri": format!("https://git.example.com/x/{repo}")}],
+        "results": []}]});
+    let r = http
+        .post(pipeline.url("/v1/sarif"))
+        .bearer_auth(PRODUCER_TOKEN)
+        .json(&sarif)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Both summaries reach the table; FINAL keeps the tool's own.
+    let client = s.clickhouse.client();
+    eventually(60, "both summaries loaded", || async {
+        let n: u64 = client
+            .query("SELECT count() FROM scan_results WHERE scan_id = ?")
+            .bind(&id)
+            .fetch_one()
+            .await
+            .unwrap();
+        (n == 2).then_some(())
+    })
+    .await;
+    let (origin, invoked_by): (String, String) = client
+        .query("SELECT origin, invoked_by FROM scan_results FINAL WHERE scan_id = ?")
+        .bind(&id)
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!((origin.as_str(), invoked_by.as_str()), ("track", "alice"));
     pipeline.stop().await;
 }

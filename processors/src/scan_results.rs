@@ -344,6 +344,7 @@ mod tests {
                     low: 0,
                     status: status.into(),
                 }],
+                origin: "track".into(),
                 received_at: at,
             })
             .unwrap()

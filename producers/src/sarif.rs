@@ -197,6 +197,7 @@ fn parse_run(
             low,
             status: if critical + high > 0 { "❌" } else { "✅" }.into(),
         }],
+        origin: "sarif".into(),
         received_at,
     });
     Ok(())

@@ -83,6 +83,7 @@ pub fn from_json(value: &Value, received_at: i64) -> Result<ScanReport, InvalidM
         repo_type,
         team,
         report_summary,
+        origin: "track".into(),
         received_at,
     })
 }

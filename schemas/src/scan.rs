@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::AvroRecord;
 
-/// One scan invocation's summary. Field docs live in `schemas/avro/scan/ScanReport.v2.avsc`.
+/// One scan invocation's summary. Field docs live in `schemas/avro/scan/ScanReport.v3.avsc`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScanReport {
     pub id: String,
@@ -14,6 +14,8 @@ pub struct ScanReport {
     /// Owning team (v2); `None` in records written with v1.
     pub team: Option<String>,
     pub report_summary: Vec<ScannerSummary>,
+    /// `track` (the tool's own end-of-scan message) or `sarif` (v3; `track` for older records).
+    pub origin: String,
     /// Microseconds since the Unix epoch.
     pub received_at: i64,
 }
@@ -150,6 +152,7 @@ mod tests {
                 low: 4,
                 status: "❌".into(),
             }],
+            origin: "track".into(),
             received_at: 1_700_000_000_123_456,
         }
     }
@@ -205,7 +208,14 @@ mod tests {
         let codec = Codec::<ScanReport>::new().unwrap();
         assert!(codec.current().version >= 2);
         let decoded = codec.decode(&bytes).unwrap();
-        assert_eq!(decoded, ScanReport { team: None, ..s });
+        assert_eq!(
+            decoded,
+            ScanReport {
+                team: None,
+                origin: "track".into(),
+                ..s
+            }
+        );
     }
 
     #[test]

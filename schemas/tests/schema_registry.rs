@@ -23,6 +23,7 @@ fn report() -> ScanReport {
         repo_type: vec!["go".into()],
         team: Some("payments".into()),
         report_summary: vec![],
+        origin: "track".into(),
         received_at: 1_700_000_000_000_000,
     }
 }

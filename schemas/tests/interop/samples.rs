@@ -85,6 +85,7 @@ pub fn all() -> Samples {
                     low: 9,
                     status: "❌".into(),
                 }],
+                origin: "track".into(),
                 received_at: 1_732_431_600_123_456,
             },
             ScanReport {
@@ -95,6 +96,7 @@ pub fn all() -> Samples {
                 repo_type: vec![],
                 team: None,
                 report_summary: vec![],
+                origin: "sarif".into(),
                 received_at: 0,
             },
         ],

@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "analyst_views",
         sql: include_str!("migrations/0005_analyst_views.sql"),
     },
+    Migration {
+        version: 6,
+        name: "scan_results_origin",
+        sql: include_str!("migrations/0006_scan_results_origin.sql"),
+    },
 ];
 
 #[derive(Debug, clickhouse::Row, Serialize, Deserialize)]

@@ -35,6 +35,17 @@ pub struct ScanResultRow {
     pub summary_low: Vec<u32>,
     #[serde(rename = "summary.status")]
     pub summary_status: Vec<String>,
+    /// `track` or `sarif`.
+    pub origin: String,
+    /// The collapsing version: the tool's own message outranks a SARIF-derived summary, then
+    /// the newest wins.
+    pub precedence: u64,
+}
+
+/// `precedence` of a summary: origin rank in the high bits, receive second in the low ones.
+pub fn precedence(origin: &str, received_at_secs: u32) -> u64 {
+    let rank: u64 = if origin == "sarif" { 1 } else { 2 };
+    (rank << 32) | u64::from(received_at_secs)
 }
 
 fn count(n: i64) -> u32 {
@@ -66,6 +77,8 @@ impl From<&ScanReport> for ScanResultRow {
             summary_medium: s.iter().map(|x| count(x.medium)).collect(),
             summary_low: s.iter().map(|x| count(x.low)).collect(),
             summary_status: s.iter().map(|x| x.status.clone()).collect(),
+            origin: r.origin.clone(),
+            precedence: precedence(&r.origin, (r.received_at.max(0) / 1_000_000) as u32),
         }
     }
 }
