@@ -15,6 +15,7 @@ pub struct ScanReport {
     pub team: Option<String>,
     pub report_summary: Vec<ScannerSummary>,
     /// `track` (the tool's own end-of-scan message) or `sarif` (v3; `track` for older records).
+    #[serde(default = "track")]
     pub origin: String,
     /// Microseconds since the Unix epoch.
     pub received_at: i64,
@@ -41,6 +42,10 @@ pub struct ScannerSummary {
     pub medium: i64,
     pub low: i64,
     pub status: String,
+}
+
+fn track() -> String {
+    "track".into()
 }
 
 impl AvroRecord for ScanReport {
