@@ -10,6 +10,11 @@ python3 -c "import fastavro" 2>/dev/null || {
     say "installing fastavro (the second Avro implementation of the interop test)"
     python3 -m pip install --quiet "fastavro==1.13.1" || die "pip install fastavro failed"
 }
+# Databases that earlier test runs made for themselves.
+for db in $(clickhouse-client --host "$SECPIPE_CH_HOST" --port "$SECPIPE_CH_TCP_PORT" \
+        --query "SELECT name FROM system.databases WHERE name LIKE 'test\\_%' OR name LIKE 'bench\\_%'"); do
+    clickhouse-client --host "$SECPIPE_CH_HOST" --port "$SECPIPE_CH_TCP_PORT" --query "DROP DATABASE IF EXISTS \`$db\`"
+done
 say "checking schema compatibility"
 "$SECPIPE_BIN" schemas check || die "secpipe schemas check: a schema change breaks compatibility"
 say "running cargo test --workspace"
