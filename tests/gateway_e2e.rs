@@ -424,3 +424,44 @@ async fn the_gateway_speaks_tls13_only_when_configured() {
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_produce_cli_sends_files_straight_to_kafka_and_reports_bad_lines() {
+    use secpipe::produce::{self, Kind};
+    let s = settings("producecli");
+    require_stack(&s).await;
+    let dir =
+        std::env::temp_dir().join(format!("secpipe-produce-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let events: Vec<TelemetryEvent> = sample::full_mix(8, 2, 2).take(1_200).collect();
+    let mut body = ndjson(&events[..700]);
+    body.push_str("\nthis line is not an event\n");
+    body.push_str(&ndjson(&events[700..]));
+    let telemetry = dir.join("telemetry.ndjson");
+    std::fs::write(&telemetry, body).unwrap();
+    let summary = produce::run(&s, Kind::Telemetry, telemetry.to_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!((summary.records, summary.rejected), (1_200, 1));
+    assert_eq!(records_in(&s, &s.kafka.topics.telemetry), 1_200);
+
+    let reports = dir.join("reports.ndjson");
+    std::fs::write(
+        &reports,
+        "{\"repo_context\":{\"repositoryName\":\"a\"}}\n{\"repo_context\":{\"repositoryName\":\"b\"}}\n",
+    )
+    .unwrap();
+    let summary = produce::run(&s, Kind::ScanReport, reports.to_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!((summary.records, summary.rejected), (2, 0));
+    let sarif = dir.join("report.sarif");
+    std::fs::write(&sarif, SARIF).unwrap();
+    let summary = produce::run(&s, Kind::Sarif, sarif.to_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(summary.records, 2 + 2, "two run summaries and two findings");
+    assert_eq!(records_in(&s, &s.kafka.topics.scan_results), 4);
+    assert_eq!(records_in(&s, &s.kafka.topics.findings), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
