@@ -77,10 +77,17 @@ pub async fn readiness(settings: &Settings) -> Result<(), Vec<String>> {
     let kafka = settings.kafka.clone();
     let broker = tokio::task::spawn_blocking(move || -> Result<(), String> {
         use rdkafka::consumer::{BaseConsumer, Consumer};
-        let c: BaseConsumer = kafka
-            .client_config("readyz")
-            .create()
-            .map_err(|e| e.to_string())?;
+        // One client for every probe: a probe every few seconds must not build a new one.
+        static CLIENT: OnceLock<Result<BaseConsumer, String>> = OnceLock::new();
+        let c = CLIENT
+            .get_or_init(|| {
+                kafka
+                    .client_config("readyz")
+                    .create()
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)?;
         c.fetch_metadata(None, Duration::from_secs(2))
             .map(|_| ())
             .map_err(|e| e.to_string())
