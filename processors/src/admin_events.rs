@@ -188,12 +188,7 @@ impl Processor for AdminEvents {
                     raised_at: event.last_seen,
                 }
                 .build();
-                out.push(
-                    &self.alerts_topic,
-                    alert.dedup_key.clone(),
-                    self.alerts.encode(&alert)?,
-                );
-                out.counters.alerts += 1;
+                out.push_alert(&self.alerts_topic, &self.alerts, &alert)?;
             }
         }
         Ok(())

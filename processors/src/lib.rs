@@ -75,6 +75,19 @@ pub struct Outputs {
 }
 
 impl Outputs {
+    /// Encodes and pushes an alert, keyed by its dedup key, and counts it.
+    pub fn push_alert(
+        &mut self,
+        topic: &str,
+        codec: &secpipe_schemas::Codec<secpipe_schemas::alert::Alert>,
+        alert: &secpipe_schemas::alert::Alert,
+    ) -> Result<(), secpipe_schemas::EncodeError> {
+        let payload = codec.encode(alert)?;
+        self.push(topic, alert.dedup_key.clone(), payload);
+        self.counters.alerts += 1;
+        Ok(())
+    }
+
     pub fn push(&mut self, topic: &str, key: impl Into<String>, payload: Vec<u8>) {
         self.records.push(OutRecord {
             topic: topic.to_string(),

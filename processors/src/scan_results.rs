@@ -177,12 +177,7 @@ impl ScanResults {
                 raised_at: report.received_at,
             }
             .build();
-            out.push(
-                &self.topics.alerts,
-                alert.dedup_key.clone(),
-                self.alerts.encode(&alert)?,
-            );
-            out.counters.alerts += 1;
+            out.push_alert(&self.topics.alerts, &self.alerts, &alert)?;
         }
         Ok(())
     }

@@ -301,12 +301,7 @@ impl Telemetry {
                 raised_at: e.event_time,
             }
             .build();
-            out.push(
-                &self.topics.alerts,
-                alert.dedup_key.clone(),
-                self.alerts.encode(&alert)?,
-            );
-            out.counters.alerts += 1;
+            out.push_alert(&self.topics.alerts, &self.alerts, &alert)?;
         }
         Ok(())
     }

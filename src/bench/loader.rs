@@ -107,42 +107,8 @@ pub async fn loader(settings: &Settings, events: usize) -> anyhow::Result<Loader
     // The same rows through clickhouse-client, from RowBinary files, into empty copies.
     let dir = std::env::temp_dir().join(format!("secpipe-bench-{tag}"));
     std::fs::create_dir_all(&dir)?;
-    let (host, port) = (
-        s.stack_env()
-            .into_iter()
-            .find(|(k, _)| *k == "SECPIPE_CH_HOST")
-            .map(|(_, v)| v)
-            .unwrap_or_default(),
-        s.stack.clickhouse_tcp_port.to_string(),
-    );
-    let ch = |query: &str,
-              stdin: Option<&std::path::Path>,
-              stdout: Option<&std::path::Path>|
-     -> anyhow::Result<()> {
-        let mut cmd = std::process::Command::new("clickhouse-client");
-        cmd.args([
-            "--host",
-            &host,
-            "--port",
-            &port,
-            "--database",
-            &s.clickhouse.database,
-            "--query",
-            query,
-        ]);
-        if let Some(p) = stdin {
-            cmd.stdin(std::fs::File::open(p)?);
-        }
-        if let Some(p) = stdout {
-            cmd.stdout(std::fs::File::create(p)?);
-        }
-        let out = cmd.output().context("clickhouse-client")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "clickhouse-client {query}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
+    let ch = |query: &str, stdin: Option<&std::path::Path>, stdout: Option<&std::path::Path>| {
+        clickhouse_client(&s, query, stdin, stdout)
     };
     let mut client_secs = 0.0;
     for table in ["telemetry_events", "host_packages"] {

@@ -40,3 +40,40 @@ pub(crate) fn peak_rss_kb(pid: u32) -> Option<u64> {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
 }
+
+/// Runs `query` with `clickhouse-client` against the settings' database, with a file as its
+/// input or output: the reference insert path the loader is compared with.
+pub(crate) fn clickhouse_client(
+    s: &Settings,
+    query: &str,
+    stdin: Option<&std::path::Path>,
+    stdout: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let host = s
+        .stack_env()
+        .into_iter()
+        .find(|(k, _)| *k == "SECPIPE_CH_HOST")
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let mut cmd = std::process::Command::new("clickhouse-client");
+    cmd.args([
+        "--host",
+        &host,
+        "--port",
+        &s.stack.clickhouse_tcp_port.to_string(),
+    ]);
+    cmd.args(["--database", &s.clickhouse.database, "--query", query]);
+    if let Some(p) = stdin {
+        cmd.stdin(std::fs::File::open(p)?);
+    }
+    if let Some(p) = stdout {
+        cmd.stdout(std::fs::File::create(p)?);
+    }
+    let out = cmd.output().context("clickhouse-client")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "clickhouse-client {query}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}

@@ -344,32 +344,8 @@ pub async fn pipeline(settings: &Settings, events: usize) -> anyhow::Result<Pipe
         .fetch_one()
         .await?;
     let file = dir.join("telemetry_events.rowbinary");
-    let ch = |query: &str,
-              stdin: Option<&std::path::Path>,
-              stdout: Option<&std::path::Path>|
-     -> anyhow::Result<()> {
-        let mut cmd = std::process::Command::new("clickhouse-client");
-        cmd.args([
-            "--port",
-            &s.stack.clickhouse_tcp_port.to_string(),
-            "--database",
-            &s.clickhouse.database,
-            "--query",
-            query,
-        ]);
-        if let Some(p) = stdin {
-            cmd.stdin(std::fs::File::open(p)?);
-        }
-        if let Some(p) = stdout {
-            cmd.stdout(std::fs::File::create(p)?);
-        }
-        let out = cmd.output().context("clickhouse-client")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "clickhouse-client: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
+    let ch = |query: &str, stdin: Option<&std::path::Path>, stdout: Option<&std::path::Path>| {
+        clickhouse_client(&s, query, stdin, stdout)
     };
     ch(
         "SELECT * FROM telemetry_events FORMAT RowBinary",
