@@ -20,7 +20,7 @@ use secpipe_schemas::{
 };
 use secpipe_sinks::{
     clickhouse::{
-        tables::{secs, AdminEventRow, TableSink},
+        tables::{AdminEventRow, TableSink},
         ScanResultsSink,
     },
     Sink,
@@ -720,7 +720,6 @@ async fn the_admin_events_api_filters_pages_sorts_and_checks_the_role() {
         .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     assert_eq!(bad.json::<Value>().await.unwrap()["field"], "limit");
-    let _ = secs(0);
     gw.stop().await;
 }
 
