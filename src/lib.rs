@@ -3,9 +3,11 @@
 //! `processors/`, `sinks/`, `schemas/`) never talk to Kafka consumers themselves; this crate does.
 
 pub mod bench;
+pub mod changelog;
 pub mod config;
 pub mod demo;
 pub mod logging;
+pub mod member;
 pub mod ops;
 pub mod processing;
 pub mod produce;

@@ -211,7 +211,7 @@ fn main() -> anyhow::Result<()> {
     }
     logging::init(&settings.log, cli.log_json);
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let (trigger, shutdown) = Shutdown::new();
         tokio::spawn(stop_on_signal(trigger));
         secpipe::ops::metrics();
@@ -225,7 +225,7 @@ fn main() -> anyhow::Result<()> {
         let with_ops = |role: futures::future::BoxFuture<'static, anyhow::Result<()>>| {
             use futures::FutureExt;
             let ops = secpipe::ops::serve(settings.clone(), shutdown.clone()).boxed();
-            roles::run_roles(vec![("role", role), ("ops", ops)], None)
+            roles::run_roles(vec![("role", role), ("ops", ops)])
         };
         use futures::FutureExt;
         match cli.command {
@@ -318,7 +318,11 @@ fn main() -> anyhow::Result<()> {
                 unreachable!("handled before the runtime starts")
             }
         }
-    })
+    });
+    // A failed role must end the process now: blocking calls still running (a restore, a
+    // commit) are abandoned, and their work is read again after the restart.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
 }
 
 fn schemas_command(cmd: &SchemasCommand) -> anyhow::Result<()> {

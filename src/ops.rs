@@ -1,11 +1,15 @@
-//! What operators see of every role: `/metrics` (Prometheus text), `/healthz` (the process is
-//! alive) and `/readyz` (its consumers have partitions, and the broker and ClickHouse answer),
-//! on `ops.listen`. One server per process, shared by every role `secpipe run` starts.
+//! What operators see of every role: `/metrics` (Prometheus text), `/healthz` (every consume
+//! loop of the process is going round) and `/readyz` (its consumers have partitions, and the
+//! broker and ClickHouse answer), on `ops.listen`. One server per process, shared by every role
+//! `secpipe run` starts.
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
-    sync::{Mutex, OnceLock},
-    time::Duration,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, OnceLock,
+    },
+    time::{Duration, Instant},
 };
 
 use axum::{http::StatusCode, routing::get, Router};
@@ -23,6 +27,9 @@ pub struct OpsConfig {
     pub listen: SocketAddr,
     /// Serve them at all. Default true.
     pub enabled: bool,
+    /// `/healthz` answers 503 when a consume loop made no progress for this many seconds (a
+    /// stuck loop; an idle one still goes round every few seconds). 0 disables it. Default 60.
+    pub liveness_timeout_secs: u64,
 }
 
 impl Default for OpsConfig {
@@ -30,6 +37,7 @@ impl Default for OpsConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             enabled: true,
+            liveness_timeout_secs: 60,
         }
     }
 }
@@ -64,6 +72,73 @@ pub fn set_assigned(stage: &str, assigned: bool) {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(stage.to_string(), assigned);
+}
+
+/// Milliseconds since the process's first liveness registration.
+fn clock_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+fn loops() -> &'static Mutex<BTreeMap<String, Arc<AtomicU64>>> {
+    static LOOPS: OnceLock<Mutex<BTreeMap<String, Arc<AtomicU64>>>> = OnceLock::new();
+    LOOPS.get_or_init(Default::default)
+}
+
+/// A consume loop's proof of life: the loop calls [`Liveness::beat`] every time it goes round.
+/// Dropping it (the loop ended) removes the loop from `/healthz`.
+pub struct Liveness {
+    stage: String,
+    last: Arc<AtomicU64>,
+}
+
+/// Registers the consume loop of `stage`.
+pub fn liveness(stage: &str) -> Liveness {
+    let last = Arc::new(AtomicU64::new(clock_ms()));
+    loops()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(stage.to_string(), last.clone());
+    Liveness {
+        stage: stage.to_string(),
+        last,
+    }
+}
+
+impl Liveness {
+    pub fn beat(&self) {
+        self.last.store(clock_ms(), Ordering::Relaxed);
+    }
+}
+
+impl Drop for Liveness {
+    fn drop(&mut self) {
+        let mut loops = loops().lock().unwrap_or_else(|p| p.into_inner());
+        if loops
+            .get(&self.stage)
+            .is_some_and(|l| Arc::ptr_eq(l, &self.last))
+        {
+            loops.remove(&self.stage);
+        }
+    }
+}
+
+/// Liveness: the consume loops that made no progress for `timeout`.
+pub fn stuck_loops(timeout: Duration) -> Vec<String> {
+    if timeout.is_zero() {
+        return Vec::new();
+    }
+    let now = clock_ms();
+    loops()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter_map(|(stage, last)| {
+            let idle = now.saturating_sub(last.load(Ordering::Relaxed));
+            (idle > timeout.as_millis() as u64)
+                .then(|| format!("{stage}: no progress for {} s", idle / 1000))
+        })
+        .collect()
 }
 
 /// Readiness: every consumer stage has partitions, the broker answers, ClickHouse answers.
@@ -121,9 +196,20 @@ pub async fn readiness(settings: &Settings) -> Result<(), Vec<String>> {
 /// The ops routes.
 pub fn router(settings: Settings) -> Router {
     let handle = metrics().clone();
+    let liveness_timeout = settings.ops.liveness_timeout_secs;
     Router::new()
         .route("/metrics", get(move || std::future::ready(handle.render())))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/healthz",
+            get(move || async move {
+                let stuck = stuck_loops(Duration::from_secs(liveness_timeout));
+                if stuck.is_empty() {
+                    (StatusCode::OK, "ok\n".to_string())
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, stuck.join("\n") + "\n")
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(move || {

@@ -1,35 +1,35 @@
-//! The processor runtime: runs any [`Processor`] as a member of a Kafka consumer group, with its
-//! per-partition state kept in a changelog topic.
+//! The processor runtime: runs any [`Processor`] as a member of a Kafka consumer group, with the
+//! state of each owned partition kept in a changelog topic (see [`crate::changelog`]).
+//!
+//! Ownership is explicit. When the group assigns a partition, its state is restored (a claim,
+//! then replay from the last snapshot); when it revokes one, the batch in hand is flushed and
+//! the partition's state dropped. Nothing is ever written for a partition this instance does
+//! not own, and a stale owner's late writes are fenced by the claim.
 //!
 //! Per batch, in this order:
 //! 1. process the records (skipping any at or below the partition's applied offset);
 //! 2. produce the outputs and wait for the broker's acknowledgement;
-//! 3. write the state changes of each partition, plus an `__applied__` marker holding the last
-//!    applied offset, to the same partition of the changelog topic, and wait;
-//! 4. commit the input offsets.
+//! 3. write the state changes of each partition, an `__applied__` marker holding the last
+//!    applied offset and, when due, a snapshot, to the same partition of the changelog, and wait;
+//! 4. commit the input offsets (and the offset of each new snapshot).
 //!
 //! A crash before (3) replays the batch from the old state: processors are deterministic, so the
 //! replay emits the same records with the same ids (which the tables collapse). A crash after
 //! (3) restores a state that already holds the batch, and the marker makes the replay skip it.
 //! That is effectively-once output without Kafka transactions, which tansu does not offer.
-use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, time::Duration};
 
-use anyhow::Context;
-use rdkafka::{
-    consumer::{BaseConsumer, Consumer, StreamConsumer},
-    message::Message,
-    Offset, TopicPartitionList,
-};
+use rdkafka::Message;
+
 use secpipe_processors::{Change, InRecord, Outputs, PartitionState, ProcessError, Processor};
 use secpipe_producers::{EventProducer, KafkaConfig, OutRecord};
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::{commit, consumer, origin_of, DeadLetters, Shutdown};
-
-const APPLIED: &str = "__applied__";
+use crate::{
+    changelog::{self, APPLIED, CLAIM_HEADER, SNAPSHOT},
+    member::{Member, Ownership},
+    runtime::{origin_of, DeadLetters, Shutdown},
+};
 
 /// The processor runtime's settings (section `[processors]`, with one sub-section per processor).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -45,6 +45,10 @@ pub struct ProcessorsConfig {
     pub changelog_prefix: String,
     /// Consumer groups are `<prefix><processor name>`. Default `secpipe-`.
     pub group_prefix: String,
+    /// A partition's whole state is written to the changelog again (a snapshot restore starts
+    /// from) once this many changelog records, or twice its live keys if more, were written
+    /// since the last snapshot. Default 10000.
+    pub snapshot_min_records: u64,
     /// Admin events from scan failures.
     pub admin_events: secpipe_processors::admin_events::AdminEventsConfig,
     /// Scan-result dedupe and rollups.
@@ -63,6 +67,7 @@ impl Default for ProcessorsConfig {
             tick_interval_ms: 5_000,
             changelog_prefix: "secpipe.changelog.".into(),
             group_prefix: "secpipe-".into(),
+            snapshot_min_records: 10_000,
             admin_events: Default::default(),
             scan_results: Default::default(),
             telemetry: Default::default(),
@@ -71,129 +76,96 @@ impl Default for ProcessorsConfig {
     }
 }
 
-/// One input partition's state and progress.
+/// One owned input partition's state and progress.
 struct Part<S> {
     state: S,
     /// Offsets at or below this are already reflected in `state`.
     applied: i64,
     /// The last offset processed in the current batch.
     pending: Option<i64>,
+    /// This owner's claim on the changelog partition, as written in every record's header.
+    claim: Vec<u8>,
+    /// Changelog records written since the last snapshot (or read by the restore).
+    since_snapshot: u64,
 }
 
-/// Reads partition `partition` of `changelog` from its beginning into a fresh state.
-fn restore<S: PartitionState>(
-    kafka: &KafkaConfig,
-    changelog: &str,
-    partition: i32,
-) -> anyhow::Result<Part<S>> {
-    let started = Instant::now();
-    let reader: BaseConsumer = kafka
-        .client_config("changelog-restore")
-        .set("group.id", "secpipe-changelog-restore")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()?;
-    let (low, high) = reader
-        .fetch_watermarks(changelog, partition, Duration::from_secs(10))
-        .with_context(|| format!("watermarks of {changelog}/{partition}"))?;
-    let mut part = Part {
-        state: S::default(),
-        applied: -1,
-        pending: None,
-    };
-    if high > low {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(changelog, partition, Offset::Offset(low))?;
-        reader.assign(&tpl)?;
-        let deadline = Instant::now() + Duration::from_secs(300);
-        let mut next = low;
-        while next < high {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "restoring {changelog}/{partition} timed out at {next} of {high}"
-            );
-            let Some(msg) = reader.poll(Duration::from_millis(500)) else {
-                continue;
-            };
-            let msg = msg?;
-            next = msg.offset() + 1;
-            let key = String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned();
-            if key == APPLIED {
-                if let Some(v) = msg.payload() {
-                    part.applied = String::from_utf8_lossy(v).parse().unwrap_or(part.applied);
-                }
-                continue;
-            }
-            let change = Change {
-                key,
-                value: msg.payload().map(<[u8]>::to_vec),
-            };
-            part.state
-                .apply(&change)
-                .map_err(|e| anyhow::anyhow!("{changelog}/{partition}@{}: {e}", msg.offset()))?;
-        }
-    }
-    tracing::info!(
-        changelog,
-        partition,
-        records = high - low,
-        applied = part.applied,
-        ms = started.elapsed().as_millis() as u64,
-        "state restored"
-    );
-    Ok(part)
+/// Everything a processor instance holds besides its Kafka member.
+struct Runner<'a, P: Processor> {
+    processor: P,
+    kafka: &'a KafkaConfig,
+    cfg: &'a ProcessorsConfig,
+    input: String,
+    changelog: String,
+    producer: EventProducer,
+    dlq: DeadLetters,
+    parts: BTreeMap<i32, Part<P::State>>,
+    outputs: Outputs,
+    /// Next offset to commit per partition for the batch in hand.
+    next_offsets: BTreeMap<i32, i64>,
+    in_batch: usize,
 }
 
 /// Runs `processor` until shutdown.
 pub async fn run_processor<P: Processor>(
     kafka: &KafkaConfig,
     cfg: &ProcessorsConfig,
-    mut processor: P,
+    processor: P,
     mut shutdown: Shutdown,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    P::State: 'static,
+{
     let name = processor.name();
     let stage = format!("process.{name}");
     let input = processor.input_topic().to_string();
     let changelog = format!("{}{name}", cfg.changelog_prefix);
     let group = format!("{}{name}", cfg.group_prefix);
-    let consumer = consumer(kafka, &stage, &group, &[&input])?;
-    let producer = EventProducer::new(kafka, &stage)?;
-    let dlq = DeadLetters::new(kafka, &stage)?;
-    let mut parts: HashMap<i32, Part<P::State>> = HashMap::new();
-    let mut outputs = Outputs::default();
-    let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
-    let mut in_batch = 0usize;
+    let member = Member::join(kafka, &stage, &group, &input)?;
+    let mut run = Runner {
+        processor,
+        kafka,
+        cfg,
+        producer: EventProducer::new(kafka, &stage)?,
+        dlq: DeadLetters::new(kafka, &stage)?,
+        input,
+        changelog,
+        parts: BTreeMap::new(),
+        outputs: Outputs::default(),
+        next_offsets: BTreeMap::new(),
+        in_batch: 0,
+    };
+    let live = crate::ops::liveness(&stage);
     let max_wait = Duration::from_millis(cfg.batch_max_wait_ms);
     let mut deadline = tokio::time::Instant::now() + max_wait;
-    let consumed = metrics::counter!("secpipe_records_consumed_total", "stage" => stage.clone(), "topic" => input.clone());
-    crate::ops::set_assigned(&stage, false);
+    let consumed = metrics::counter!("secpipe_records_consumed_total", "stage" => stage.clone(), "topic" => run.input.clone());
     let mut observe_tick = tokio::time::interval(Duration::from_secs(5));
     let mut ticker = tokio::time::interval(Duration::from_millis(cfg.tick_interval_ms));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tracing::info!(
-        processor = name,
-        input,
-        group,
-        changelog,
-        "processor started"
-    );
+    tracing::info!(processor = name, input = %run.input, group, changelog = %run.changelog, "processor started");
     loop {
+        live.beat();
         let flush_now = tokio::select! {
             biased;
             _ = shutdown.wait() => break,
-            _ = tokio::time::sleep_until(deadline), if in_batch > 0 || !outputs.records.is_empty() => true,
+            _ = member.changed() => {
+                run.on_ownership(&member, &mut shutdown).await?;
+                false
+            }
+            _ = tokio::time::sleep_until(deadline), if run.has_pending() => true,
             _ = observe_tick.tick() => {
-                crate::runtime::observe(&consumer, &stage, &input);
+                member.observe().await;
                 false
             }
             _ = ticker.tick() => {
                 let now = secpipe_schemas::now_micros();
-                for part in parts.values_mut() {
-                    processor.tick(&mut part.state, now, &mut outputs);
+                for part in run.parts.values_mut() {
+                    run.processor.tick(&mut part.state, now, &mut run.outputs);
                 }
-                !outputs.records.is_empty()
+                !run.outputs.records.is_empty()
             }
-            msg = consumer.recv() => {
+            msg = member.recv() => {
+                // A rebalance runs inside recv: apply it before the record it preceded.
+                run.on_ownership(&member, &mut shutdown).await?;
                 let msg = match msg {
                     Ok(m) => m,
                     Err(e) => {
@@ -203,90 +175,247 @@ pub async fn run_processor<P: Processor>(
                 };
                 consumed.increment(1);
                 let partition = msg.partition();
-                let part = match parts.entry(partition) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(restore::<P::State>(kafka, &changelog, partition)?)
+                if !run.parts.contains_key(&partition) {
+                    if !member.owned().contains(&partition) {
+                        continue; // fetched before a revoke: the new owner reads it
                     }
-                };
-                if in_batch == 0 {
+                    run.restore(&member, partition).await?;
+                }
+                if run.in_batch == 0 {
                     deadline = tokio::time::Instant::now() + max_wait;
                 }
-                in_batch += 1;
-                let offset = msg.offset();
-                let next = next_offsets.entry(partition).or_insert(offset + 1);
-                *next = (*next).max(offset + 1);
-                if offset > part.applied {
-                    let record = InRecord {
-                        topic: &input,
-                        partition,
-                        offset,
-                        timestamp_ms: msg.timestamp().to_millis().unwrap_or(0),
-                        key: msg.key(),
-                        payload: msg.payload().unwrap_or_default(),
-                    };
-                    if let Err(e) = processor.process(&mut part.state, &record, &mut outputs) {
-                        let origin = origin_of(&msg);
-                        tracing::warn!(processor = name, topic = %input, partition, offset, error = %e,
-                            "record sent to the dead-letter topic");
-                        if let ProcessError::Encode(_) = e {
-                            tracing::error!(processor = name, "an output did not encode: a bug, not bad input");
-                        }
-                        dlq.send(&input, &origin, "unprocessable", &e.to_string()).await?;
-                    }
-                    part.pending = Some(offset);
-                }
-                in_batch >= cfg.batch_max_records
+                run.process(&msg).await?;
+                run.in_batch >= cfg.batch_max_records
             }
         };
         if flush_now {
-            flush(
-                &consumer,
-                &producer,
-                &input,
-                &changelog,
-                &mut parts,
-                &mut outputs,
-                &mut next_offsets,
-                &mut shutdown,
-            )
-            .await?;
-            in_batch = 0;
+            run.flush(&member, &mut shutdown).await?;
         }
     }
     // Finish the batch in hand before leaving the group.
-    if in_batch > 0 || !outputs.records.is_empty() {
-        flush(
-            &consumer,
-            &producer,
-            &input,
-            &changelog,
-            &mut parts,
-            &mut outputs,
-            &mut next_offsets,
-            &mut shutdown,
-        )
-        .await?;
+    if run.has_pending() {
+        run.flush(&member, &mut shutdown).await?;
     }
-    consumer.unsubscribe();
+    member.leave();
     tracing::info!(processor = name, "processor stopped");
     Ok(())
 }
 
-/// Outputs, then changelog, then offsets.
-#[allow(clippy::too_many_arguments)]
-async fn flush<S: PartitionState>(
-    consumer: &StreamConsumer,
-    producer: &EventProducer,
-    input: &str,
-    changelog: &str,
-    parts: &mut HashMap<i32, Part<S>>,
-    outputs: &mut Outputs,
-    next_offsets: &mut BTreeMap<i32, i64>,
-    shutdown: &mut Shutdown,
-) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let c = std::mem::take(&mut outputs.counters);
+impl<P: Processor> Runner<'_, P>
+where
+    P::State: 'static,
+{
+    fn has_pending(&self) -> bool {
+        self.in_batch > 0 || !self.outputs.records.is_empty()
+    }
+
+    /// Restores state for newly assigned partitions; flushes and drops revoked ones.
+    async fn on_ownership(
+        &mut self,
+        member: &Member,
+        shutdown: &mut Shutdown,
+    ) -> anyhow::Result<()> {
+        for change in member.ownership_changes() {
+            match change {
+                Ownership::Revoked(gone) => {
+                    if self.has_pending() {
+                        // What is durable gets committed while the commit can still land; the
+                        // rest is fenced by the claim and read again by the new owner.
+                        self.flush(member, shutdown).await?;
+                    }
+                    for p in gone {
+                        self.parts.remove(&p);
+                    }
+                }
+                Ownership::Assigned(new) => {
+                    for p in new {
+                        self.restore(member, p).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn restore(&mut self, member: &Member, partition: i32) -> anyhow::Result<()> {
+        self.parts.remove(&partition);
+        let snapshot = match member.committed(&self.changelog, partition).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(changelog = %self.changelog, partition, error = %e,
+                    "committed snapshot offset unknown; replaying the whole changelog partition");
+                None
+            }
+        };
+        let r = changelog::restore::<P::State>(
+            self.kafka,
+            &self.producer,
+            &self.changelog,
+            partition,
+            snapshot,
+        )
+        .await?;
+        self.parts.insert(
+            partition,
+            Part {
+                applied: r.replay.applied,
+                state: r.replay.state,
+                pending: None,
+                claim: r.claim.to_string().into_bytes(),
+                // A long replay makes the next flush write a snapshot.
+                since_snapshot: r.read,
+            },
+        );
+        Ok(())
+    }
+
+    async fn process(&mut self, msg: &rdkafka::message::BorrowedMessage<'_>) -> anyhow::Result<()> {
+        let partition = msg.partition();
+        let offset = msg.offset();
+        let part = self
+            .parts
+            .get_mut(&partition)
+            .expect("restored before processing");
+        self.in_batch += 1;
+        let next = self.next_offsets.entry(partition).or_insert(offset + 1);
+        *next = (*next).max(offset + 1);
+        if offset <= part.applied {
+            return Ok(());
+        }
+        let record = InRecord {
+            topic: &self.input,
+            partition,
+            offset,
+            timestamp_ms: msg.timestamp().to_millis().unwrap_or(0),
+            key: msg.key(),
+            payload: msg.payload().unwrap_or_default(),
+        };
+        let result = self
+            .processor
+            .process(&mut part.state, &record, &mut self.outputs);
+        part.pending = Some(offset);
+        if let Err(e) = result {
+            let name = self.processor.name();
+            tracing::warn!(processor = name, topic = %self.input, partition, offset, error = %e,
+                "record sent to the dead-letter topic");
+            if let ProcessError::Encode(_) = e {
+                tracing::error!(
+                    processor = name,
+                    "an output did not encode: a bug, not bad input"
+                );
+            }
+            self.dlq
+                .send(
+                    &self.input,
+                    &origin_of(msg),
+                    "unprocessable",
+                    &e.to_string(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Outputs, then changelog (with snapshots when due), then offsets.
+    async fn flush(&mut self, member: &Member, shutdown: &mut Shutdown) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
+        let input = self.input.clone();
+        count_outcomes(&input, std::mem::take(&mut self.outputs.counters));
+        let mut per_topic: BTreeMap<&str, u64> = BTreeMap::new();
+        for r in &self.outputs.records {
+            *per_topic.entry(&r.topic).or_default() += 1;
+        }
+        for (topic, n) in per_topic {
+            metrics::counter!("secpipe_records_produced_total", "topic" => topic.to_string())
+                .increment(n);
+        }
+        let records: Vec<OutRecord<'_>> = self
+            .outputs
+            .records
+            .iter()
+            .map(|r| OutRecord {
+                topic: &r.topic,
+                key: r.key.as_bytes(),
+                payload: &r.payload,
+                headers: &[],
+                partition: None,
+            })
+            .collect();
+        send_retrying(&self.producer, &records, shutdown).await?;
+        self.outputs.records.clear();
+
+        // Changelog: per partition its changes, its applied marker, and a snapshot when due.
+        let mut changes: Vec<(i32, Change)> = Vec::new();
+        let mut snapshots: Vec<(i32, usize)> = Vec::new();
+        for (&p, part) in self.parts.iter_mut() {
+            let before = changes.len();
+            for c in part.state.drain_changes() {
+                changes.push((p, c));
+            }
+            if let Some(offset) = part.pending.take() {
+                part.applied = offset;
+                changes.push((p, applied_marker(offset)));
+            }
+            part.since_snapshot += (changes.len() - before) as u64;
+            let live = part.state.live_keys() as u64;
+            if part.since_snapshot >= self.cfg.snapshot_min_records.max(2 * live) {
+                snapshots.push((p, changes.len()));
+                changes.push((
+                    p,
+                    Change {
+                        key: SNAPSHOT.into(),
+                        value: Some(Vec::new()),
+                    },
+                ));
+                changes.extend(part.state.snapshot().into_iter().map(|c| (p, c)));
+                changes.push((p, applied_marker(part.applied)));
+                part.since_snapshot = 0;
+            }
+        }
+        let headers: BTreeMap<i32, [(&str, &[u8]); 1]> = self
+            .parts
+            .iter()
+            .map(|(&p, part)| (p, [(CLAIM_HEADER, part.claim.as_slice())]))
+            .collect();
+        let log: Vec<OutRecord<'_>> = changes
+            .iter()
+            .map(|(p, c)| OutRecord {
+                topic: &self.changelog,
+                key: c.key.as_bytes(),
+                payload: c.value.as_deref().unwrap_or_default(),
+                headers: &headers[p],
+                partition: Some(*p),
+            })
+            .collect();
+        let acks = send_retrying(&self.producer, &log, shutdown).await?;
+
+        let mut offsets: BTreeMap<(String, i32), i64> = self
+            .next_offsets
+            .iter()
+            .map(|(&p, &next)| ((input.clone(), p), next))
+            .collect();
+        for (p, index) in snapshots {
+            if let Some(ack) = acks.get(index) {
+                offsets.insert((self.changelog.clone(), p), ack.offset);
+            }
+        }
+        member.commit(&offsets).await?;
+        self.next_offsets.clear();
+        self.in_batch = 0;
+        metrics::histogram!("secpipe_processor_flush_seconds", "input" => input)
+            .record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+}
+
+fn applied_marker(offset: i64) -> Change {
+    Change {
+        key: APPLIED.into(),
+        value: Some(offset.to_string().into_bytes()),
+    }
+}
+
+fn count_outcomes(input: &str, c: secpipe_processors::Counters) {
     for (outcome, n) in [
         ("dedupe_hit", c.dedupe_hits),
         ("rate_limited", c.rate_limited),
@@ -299,85 +428,20 @@ async fn flush<S: PartitionState>(
                 .increment(n);
         }
     }
-    let mut per_topic: BTreeMap<&str, u64> = BTreeMap::new();
-    for r in &outputs.records {
-        *per_topic.entry(&r.topic).or_default() += 1;
-    }
-    for (topic, n) in per_topic {
-        metrics::counter!("secpipe_records_produced_total", "topic" => topic.to_string())
-            .increment(n);
-    }
-    let records: Vec<OutRecord<'_>> = outputs
-        .records
-        .iter()
-        .map(|r| OutRecord {
-            topic: &r.topic,
-            key: r.key.as_bytes(),
-            payload: &r.payload,
-            headers: &[],
-            partition: None,
-        })
-        .collect();
-    send_retrying(producer, &records, shutdown).await?;
-    outputs.records.clear();
-
-    let mut changes: Vec<(i32, Change)> = Vec::new();
-    for (&p, part) in parts.iter_mut() {
-        for c in part.state.drain_changes() {
-            changes.push((p, c));
-        }
-        if let Some(offset) = part.pending.take() {
-            part.applied = offset;
-            changes.push((
-                p,
-                Change {
-                    key: APPLIED.into(),
-                    value: Some(offset.to_string().into_bytes()),
-                },
-            ));
-        }
-    }
-    let log: Vec<OutRecord<'_>> = changes
-        .iter()
-        .map(|(p, c)| OutRecord {
-            topic: changelog,
-            key: c.key.as_bytes(),
-            payload: c.value.as_deref().unwrap_or_default(),
-            headers: &[],
-            partition: Some(*p),
-        })
-        .collect();
-    send_retrying(producer, &log, shutdown).await?;
-
-    commit(consumer, input, next_offsets)?;
-    next_offsets.clear();
-    metrics::histogram!("secpipe_processor_flush_seconds", "input" => input.to_string())
-        .record(started.elapsed().as_secs_f64());
-
-    // Partitions given to another instance: forget their state (it restores from the changelog).
-    if let Ok(assignment) = consumer.assignment() {
-        let owned: HashSet<i32> = assignment
-            .elements_for_topic(input)
-            .iter()
-            .map(|e| e.partition())
-            .collect();
-        parts.retain(|p, _| owned.contains(p));
-    }
-    Ok(())
 }
 
 async fn send_retrying(
     producer: &EventProducer,
     records: &[OutRecord<'_>],
     shutdown: &mut Shutdown,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<secpipe_producers::Ack>> {
     if records.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut backoff = Duration::from_millis(100);
     loop {
         match producer.send_all(records).await {
-            Ok(_) => return Ok(()),
+            Ok(acks) => return Ok(acks),
             Err(secpipe_producers::ProduceError::Unavailable(reason)) => {
                 anyhow::ensure!(
                     !shutdown.is_triggered(),

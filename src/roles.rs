@@ -143,7 +143,7 @@ pub async fn clickhouse_loader(settings: Settings, shutdown: Shutdown) -> anyhow
         "retention",
         retention(settings.clone(), shutdown.clone()).boxed(),
     ));
-    run_roles(roles, None).await
+    run_roles(roles).await
 }
 
 /// Runs the retention job every `retention.interval_secs` until shutdown.
@@ -242,34 +242,30 @@ impl Proc {
     pub const ALL: [Proc; 3] = [Proc::AdminEvents, Proc::ScanResults, Proc::Telemetry];
 }
 
-/// Runs roles side by side; returns when all have stopped, or with the first error (which
-/// stops the others).
+/// Runs roles side by side. Returns when all have stopped, or at once with the first error:
+/// the other roles are dropped (aborted), so a process whose role failed exits instead of
+/// lingering half-alive. What they had not committed is read again after the restart.
 pub async fn run_roles(
     roles: Vec<(
         &'static str,
         futures::future::BoxFuture<'static, anyhow::Result<()>>,
     )>,
-    trigger_on_error: Option<crate::runtime::ShutdownTrigger>,
 ) -> anyhow::Result<()> {
     let mut set = tokio::task::JoinSet::new();
     for (name, fut) in roles {
         set.spawn(async move { fut.await.with_context(|| format!("role {name}")) });
     }
-    let mut first_error = None;
     while let Some(done) = set.join_next().await {
-        let result = done.map_err(anyhow::Error::from).and_then(|r| r);
-        if let Err(e) = result {
-            tracing::error!(error = %format!("{e:#}"), "role failed; stopping the others");
-            if let Some(t) = &trigger_on_error {
-                t.trigger();
-            }
-            first_error.get_or_insert(e);
+        if let Err(e) = done.map_err(anyhow::Error::from).and_then(|r| r) {
+            tracing::error!(error = %format!("{e:#}"), "role failed; stopping the process");
+            set.abort_all();
+            return Err(e);
         }
     }
-    first_error.map_or(Ok(()), Err)
+    Ok(())
 }
 
-/// Every role in this process: gateway, processors, ClickHouse loader.
+/// Every role in this process: gateway, processors, ClickHouse loader, notifier.
 pub async fn run_all(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     use futures::FutureExt;
     let mut roles: Vec<(
@@ -291,5 +287,9 @@ pub async fn run_all(settings: Settings, shutdown: Shutdown) -> anyhow::Result<(
             processor(settings.clone(), p, shutdown.clone()).boxed(),
         ));
     }
-    run_roles(roles, None).await
+    roles.push((
+        "sink.notify",
+        notifier(settings.clone(), shutdown.clone()).boxed(),
+    ));
+    run_roles(roles).await
 }

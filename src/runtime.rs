@@ -1,22 +1,20 @@
-//! The stage runtime: the one consume → decode → batch → write → commit loop that every sink
-//! shares. Stages never talk to Kafka themselves.
+//! The sink runtime: the one consume → decode → batch → write → commit loop that every sink
+//! shares, on a [`Member`] of the sink's consumer group. Sinks never talk to Kafka themselves.
 //!
 //! Guarantees: an offset is committed only after the sink acknowledged every record before it
-//! (or the record went to the dead-letter topic, acknowledged by the broker). After a crash the
-//! uncommitted tail is read again; sinks collapse the repeats by stable record ids.
+//! (or the record went to the dead-letter topic, acknowledged by the broker), and only for a
+//! partition this instance still owns. After a crash or a partition move the uncommitted tail is
+//! read again; sinks collapse the repeats by stable record ids. While the destination is down
+//! the partitions are paused and polling goes on, so the group keeps this member.
 use std::{collections::BTreeMap, time::Duration};
 
-use rdkafka::{
-    consumer::{CommitMode, Consumer, StreamConsumer},
-    message::{BorrowedMessage, Message},
-    Offset, TopicPartitionList,
-};
+use rdkafka::message::{BorrowedMessage, Message};
 use secpipe_producers::{EventProducer, KafkaConfig, OutRecord};
 use secpipe_schemas::{now_micros, ops::DeadLetter, Codec, Decode};
 use secpipe_sinks::{Sink, SinkError};
 use tokio::sync::watch;
 
-use crate::config::LoaderConfig;
+use crate::{config::LoaderConfig, member::Member};
 
 /// Resolves when the process is asked to stop. Clone it into every role.
 #[derive(Clone)]
@@ -63,55 +61,6 @@ pub(crate) fn origin_of(msg: &BorrowedMessage<'_>) -> Origin {
         key: msg.key().map(<[u8]>::to_vec),
         payload: msg.payload().unwrap_or_default().to_vec(),
     }
-}
-
-/// Publishes a consumer's assignment (for `/readyz`) and lag per partition (high watermark minus
-/// position) as `secpipe_consumer_lag`.
-pub(crate) fn observe(consumer: &StreamConsumer, stage: &str, topic: &str) {
-    let Ok(assignment) = consumer.assignment() else {
-        return;
-    };
-    crate::ops::set_assigned(stage, assignment.count() > 0);
-    let Ok(position) = consumer.position() else {
-        return;
-    };
-    for e in position.elements_for_topic(topic) {
-        let Ok((_, high)) =
-            consumer.fetch_watermarks(topic, e.partition(), Duration::from_millis(500))
-        else {
-            continue;
-        };
-        let lag = match e.offset() {
-            Offset::Offset(pos) => (high - pos).max(0),
-            _ => continue,
-        };
-        metrics::gauge!("secpipe_consumer_lag", "stage" => stage.to_string(), "topic" => topic.to_string(),
-            "partition" => e.partition().to_string())
-        .set(lag as f64);
-    }
-}
-
-/// Builds a consumer in `group` subscribed to `topics`, committing only explicitly.
-pub fn consumer(
-    cfg: &KafkaConfig,
-    role: &str,
-    group: &str,
-    topics: &[&str],
-) -> anyhow::Result<StreamConsumer> {
-    let consumer: StreamConsumer = cfg
-        .client_config(role)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
-        // Do not let the broker hold a fetch for the default 500 ms when data is already there
-        // (tansu answers at the deadline): this bounds the consume side of end-to-end latency.
-        .set("fetch.wait.max.ms", cfg.fetch_wait_max_ms.to_string())
-        .create()?;
-    consumer.subscribe(topics)?;
-    Ok(consumer)
 }
 
 /// The records read since the last commit: decoded records with their origins, and the highest
@@ -169,7 +118,8 @@ where
     type Written<'a, S, R> = std::pin::Pin<
         Box<dyn std::future::Future<Output = (S, Batch<R>, anyhow::Result<bool>)> + Send + 'a>,
     >;
-    let consumer = consumer(kafka, stage, &cfg.group_id, &[topic])?;
+    let member = Member::join(kafka, stage, &cfg.group_id, topic)?;
+    let live = crate::ops::liveness(stage);
     let dlq = DeadLetters::new(kafka, stage)?;
     let max_wait = Duration::from_millis(cfg.batch_max_wait_ms);
     let mut batch = Batch::new(cfg.batch_max_rows);
@@ -193,10 +143,13 @@ where
                 (sink, b, r)
             })
         };
-    crate::ops::set_assigned(stage, false);
     let mut observe_tick = tokio::time::interval(Duration::from_secs(5));
     tracing::info!(stage, topic, group = %cfg.group_id, "sink started");
     let stopped_in_outage = loop {
+        live.beat();
+        // Ownership changes need no action here: commits only name owned partitions, and a
+        // revoked partition's rows in hand are written (the tables collapse repeats).
+        member.ownership_changes();
         let full = batch.records.len() >= cfg.batch_max_rows;
         let due = !batch.is_empty() && (full || tokio::time::Instant::now() >= deadline);
         if due && in_flight.is_none() {
@@ -218,13 +171,16 @@ where
                 if !result? {
                     break true; // stopped during an outage: nothing committed, read again later
                 }
-                commit(&consumer, topic, &b.next_offsets)?;
+                member.commit(&offsets_of(topic, &b.next_offsets)).await?;
                 b.clear();
                 spare = Some(b);
             }
             _ = tokio::time::sleep_until(deadline), if !batch.is_empty() && in_flight.is_none() => {}
-            _ = observe_tick.tick() => observe(&consumer, stage, topic),
-            msg = consumer.recv(), if !full => {
+            _ = observe_tick.tick() => member.observe().await,
+            _ = member.changed() => {}
+            // Always poll: a full batch pauses the partitions instead (below), and a record
+            // fetched before the pause took effect joins the batch.
+            msg = member.recv() => {
                 let msg = match msg {
                     Ok(m) => m,
                     Err(e) => {
@@ -252,6 +208,8 @@ where
                 }
             }
         }
+        let backpressure = batch.records.len() >= cfg.batch_max_rows && in_flight.is_some();
+        member.set_paused(backpressure);
     };
     // Finish the work in hand, in order: the batch in flight, then the one being read (one
     // attempt each: the shutdown is already triggered), each committed only if it landed.
@@ -259,13 +217,15 @@ where
         let (sink, b, result) = fut.await;
         idle_sink = Some(sink);
         if result? && !stopped_in_outage {
-            commit(&consumer, topic, &b.next_offsets)?;
+            member.commit(&offsets_of(topic, &b.next_offsets)).await?;
             if !batch.is_empty() {
                 if let Some(mut sink) = idle_sink.take() {
                     if write_batch(&mut sink, cfg, stage, topic, &dlq, &batch, &mut shutdown)
                         .await?
                     {
-                        commit(&consumer, topic, &batch.next_offsets)?;
+                        member
+                            .commit(&offsets_of(topic, &batch.next_offsets))
+                            .await?;
                     }
                 }
             }
@@ -273,11 +233,13 @@ where
     } else if !stopped_in_outage && !batch.is_empty() {
         if let Some(mut sink) = idle_sink.take() {
             if write_batch(&mut sink, cfg, stage, topic, &dlq, &batch, &mut shutdown).await? {
-                commit(&consumer, topic, &batch.next_offsets)?;
+                member
+                    .commit(&offsets_of(topic, &batch.next_offsets))
+                    .await?;
             }
         }
     }
-    consumer.unsubscribe();
+    member.leave();
     tracing::info!(stage, "sink stopped");
     Ok(())
 }
@@ -343,24 +305,10 @@ async fn write_batch<S: Sink>(
     Ok(true)
 }
 
-pub(crate) fn commit(
-    consumer: &StreamConsumer,
-    topic: &str,
-    next_offsets: &BTreeMap<i32, i64>,
-) -> anyhow::Result<()> {
-    if next_offsets.is_empty() {
-        return Ok(());
-    }
-    let mut tpl = TopicPartitionList::new();
-    for (&partition, &next) in next_offsets {
-        tpl.add_partition_offset(topic, partition, Offset::Offset(next))?;
-    }
-    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-        // Typically a partition moved to another instance during a rebalance: that instance
-        // re-reads from the last commit, and the sink collapses the repeats.
-        tracing::warn!(topic, error = %e, "offset commit failed; records may be re-read");
-    }
-    Ok(())
+fn offsets_of(topic: &str, next: &BTreeMap<i32, i64>) -> BTreeMap<(String, i32), i64> {
+    next.iter()
+        .map(|(&p, &o)| ((topic.to_string(), p), o))
+        .collect()
 }
 
 /// Producer of dead-letter records for one stage.

@@ -10,7 +10,7 @@ mod common;
 
 use std::{
     collections::BTreeSet,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -18,14 +18,6 @@ use common::*;
 use secpipe::Settings;
 use secpipe_schemas::telemetry::{sample, TelemetryEvent};
 use serde_json::json;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A tansu broker with sqlite storage in a folder of this test.
 struct Broker {
@@ -83,41 +75,6 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// One `secpipe` role as its own process.
-struct Role {
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-    child: Option<ChildGuard>,
-}
-
-impl Role {
-    fn start(args: &[&str], env: &[(String, String)]) -> Self {
-        let mut r = Self {
-            args: args.iter().map(|a| a.to_string()).collect(),
-            env: env.to_vec(),
-            child: None,
-        };
-        r.restart();
-        r
-    }
-
-    fn restart(&mut self) {
-        self.child = Some(ChildGuard(
-            Command::new(env!("CARGO_BIN_EXE_secpipe"))
-                .args(&self.args)
-                .envs(self.env.iter().cloned())
-                .env("RUST_LOG", "error")
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap(),
-        ));
-    }
-
-    fn kill_9(&mut self) {
-        drop(self.child.take()); // ChildGuard kills with SIGKILL
     }
 }
 

@@ -96,6 +96,10 @@ pub struct KafkaConfig {
     /// Consumer group session timeout: how soon a dead instance's partitions move to another.
     /// Default 6000 ms.
     pub session_timeout_ms: u64,
+    /// Longest time a consumer may go without polling before the group considers it stuck.
+    /// secpipe's stages keep polling (paused) while a destination is down, so this only
+    /// catches a hung stage. Default 300000 ms.
+    pub max_poll_interval_ms: u64,
     /// Partitions of each topic that `secpipe topics create` makes. Default 3.
     pub partitions: i32,
     /// Replication factor of created topics. Default 1 (the local single broker).
@@ -112,6 +116,7 @@ impl Default for KafkaConfig {
             message_timeout_ms: 10_000,
             linger_ms: 5,
             session_timeout_ms: 6_000,
+            max_poll_interval_ms: 300_000,
             fetch_wait_max_ms: 20,
             partitions: 3,
             replication_factor: 1,

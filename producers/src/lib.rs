@@ -13,4 +13,4 @@ pub mod scan_report;
 pub mod telemetry;
 
 pub use ingest::{IngestError, Ingestor, Prepared};
-pub use kafka::{EventProducer, KafkaConfig, OutRecord, ProduceError, Topics};
+pub use kafka::{Ack, EventProducer, KafkaConfig, OutRecord, ProduceError, Topics};

@@ -435,3 +435,122 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+/// A free TCP port on the loopback interface.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One `secpipe` role as its own process. Its log (stderr, `RUST_LOG` as given) goes to a file
+/// when one is named, so a test can read what the role reported.
+pub struct Role {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    log: Option<std::path::PathBuf>,
+    rust_log: String,
+    child: Option<ChildGuard>,
+}
+
+impl Role {
+    /// Starts `secpipe ARGS` with `env`, logging errors only (to the test's stderr).
+    pub fn start(args: &[&str], env: &[(String, String)]) -> Self {
+        Self::start_logged(args, env, None, "error")
+    }
+
+    /// Starts `secpipe ARGS` with `env`, its log appended to `log` at `rust_log` level.
+    pub fn start_logged(
+        args: &[&str],
+        env: &[(String, String)],
+        log: Option<std::path::PathBuf>,
+        rust_log: &str,
+    ) -> Self {
+        let mut r = Self {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: env.to_vec(),
+            log,
+            rust_log: rust_log.to_string(),
+            child: None,
+        };
+        r.restart();
+        r
+    }
+
+    pub fn restart(&mut self) {
+        use std::process::{Command, Stdio};
+        let stderr = match &self.log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap(),
+            ),
+            None => Stdio::inherit(),
+        };
+        self.child = Some(ChildGuard(
+            Command::new(env!("CARGO_BIN_EXE_secpipe"))
+                .args(&self.args)
+                .envs(self.env.iter().cloned())
+                .env("RUST_LOG", &self.rust_log)
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .unwrap(),
+        ));
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn kill_9(&mut self) {
+        drop(self.child.take()); // ChildGuard kills with SIGKILL
+    }
+
+    /// Sends SIGTERM and waits (at most `secs`) for the process to exit; returns its status.
+    pub fn sigterm(&mut self, secs: u64) -> std::process::ExitStatus {
+        let mut guard = self.child.take().expect("running");
+        let pid = guard.0.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        self.wait_exit(&mut guard, secs)
+    }
+
+    /// Waits (at most `secs`) for the process to exit by itself; returns its status.
+    pub fn wait_exit_secs(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let mut guard = self.child.take()?;
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(status) = guard.0.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                self.child = Some(guard);
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_exit(&mut self, guard: &mut ChildGuard, secs: u64) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(status) = guard.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "secpipe {:?} still running {secs} s after SIGTERM",
+                self.args
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Backpressure by pausing: ClickHouse is unreachable for three times `max.poll.interval.ms`
+//! while records keep arriving. The loader must pause its partitions and keep polling, so the
+//! group never drops it (no partition is revoked), nothing is committed early, nothing is lost,
+//! and it catches up by itself once ClickHouse is back.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use secpipe::{roles, runtime::Shutdown, Settings};
+use secpipe_schemas::{now_micros, scan::Finding, Codec};
+
+fn findings(run: &str, from: usize, to: usize) -> Vec<(String, Vec<u8>)> {
+    let codec = Codec::<Finding>::new().unwrap();
+    (from..to)
+        .map(|i| {
+            let f = Finding {
+                finding_id: format!("{run}-{i}"),
+                scan_id: format!("{run}-scan"),
+                tool: "bandit".into(),
+                rule_id: "B101".into(),
+                level: "warning".into(),
+                message: "assert used".into(),
+                file: "app.py".into(),
+                line: Some(i as i32),
+                fingerprint: None,
+                repository: Some(format!("repo-{}", i % 5)),
+                received_at: now_micros(),
+            };
+            (f.partition_key().to_string(), codec.encode(&f).unwrap())
+        })
+        .collect()
+}
+
+async fn rows(s: &Settings) -> u64 {
+    s.clickhouse
+        .client()
+        .query("SELECT uniqExact(finding_id) FROM findings")
+        .fetch_one()
+        .await
+        .unwrap()
+}
+
+/// The sum of a counter of `secpipe_*` over the lines of the metrics page that name `stage`.
+fn counter(name: &str, stage: &str) -> f64 {
+    secpipe::ops::metrics()
+        .render()
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(&format!("stage=\"{stage}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_longer_than_the_poll_interval_pauses_without_a_rebalance() {
+    let mut s = settings("pause");
+    fresh_database(&mut s).await;
+    require_stack(&s).await;
+    secpipe::ops::metrics();
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let proxy = Proxy::start(s.clickhouse.url.trim_start_matches("http://").to_string()).await;
+    let mut through = s.clone();
+    through.clickhouse.url = format!("http://{}", proxy.addr);
+    through.kafka.session_timeout_ms = 6_000;
+    through.kafka.max_poll_interval_ms = 7_000;
+    through.loader.batch_max_rows = 50;
+    through.loader.retry_initial_backoff_ms = 50;
+    through.loader.retry_max_backoff_ms = 500;
+    let stage = "sink.clickhouse.findings";
+
+    let (trigger, shutdown) = Shutdown::new();
+    let loader = tokio::spawn(roles::clickhouse_loader(through.clone(), shutdown));
+    produce_many(&s, &s.kafka.topics.findings, &findings(&run, 0, 200)).await;
+    eventually(90, "the first 200 rows", || async {
+        (rows(&s).await == 200).then_some(())
+    })
+    .await;
+    let assigned_before = counter("secpipe_partitions_assigned_total", stage);
+    assert!(assigned_before >= 1.0, "the loader owns partitions");
+
+    // Three poll intervals without ClickHouse, with records arriving all along.
+    proxy.cut();
+    let outage = Duration::from_millis(3 * through.kafka.max_poll_interval_ms);
+    let started = Instant::now();
+    let mut sent = 200;
+    while started.elapsed() < outage {
+        produce_many(
+            &s,
+            &s.kafka.topics.findings,
+            &findings(&run, sent, sent + 100),
+        )
+        .await;
+        sent += 100;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        rows(&s).await,
+        200,
+        "nothing lands while ClickHouse is unreachable"
+    );
+    let group = format!("{}.findings", s.loader.group_id);
+    assert_eq!(
+        committed(&s, &group, &s.kafka.topics.findings),
+        200,
+        "nothing is committed during the outage"
+    );
+
+    proxy.restore();
+    eventually(120, "every row after the outage", || async {
+        (rows(&s).await == sent as u64).then_some(())
+    })
+    .await;
+    assert_eq!(
+        counter("secpipe_partitions_revoked_total", stage),
+        0.0,
+        "the group never took the loader's partitions away"
+    );
+    assert_eq!(
+        counter("secpipe_partitions_assigned_total", stage),
+        assigned_before,
+        "no new assignment: the member stayed in its group"
+    );
+    trigger.trigger();
+    loader.await.unwrap().unwrap();
+    assert_eq!(
+        records_in(&s, &s.kafka.topics.dead_letter),
+        0,
+        "an outage dead-letters nothing"
+    );
+}
