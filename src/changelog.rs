@@ -156,6 +156,8 @@ pub async fn restore<S: PartitionState + Send + 'static>(
     );
     metrics::histogram!("secpipe_state_restore_seconds", "changelog" => changelog.to_string())
         .record(restored.elapsed.as_secs_f64());
+    metrics::counter!("secpipe_state_restore_records_total", "changelog" => changelog.to_string())
+        .increment(read);
     Ok(restored)
 }
 

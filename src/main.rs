@@ -276,6 +276,10 @@ fn main() -> anyhow::Result<()> {
                     "processor telemetry: {} events in {:.2} s = {:.0} events/s (one instance); latency input append -> output append at {rate} events/s: p50 {:.0} ms, p99 {:.0} ms over {} events; peak RSS {:.0} MB (broker {})",
                     f.events, f.seconds, f.events_per_sec, f.p50_ms, f.p99_ms, f.latency_events, f.peak_rss_mb, settings.kafka.brokers
                 );
+                println!(
+                    "processor telemetry restore after {} input events: a fresh instance restored {} partitions in {:.2} s (summed), reading {} of the changelog's {} records",
+                    f.events, f.restore_partitions, f.restore_secs, f.restore_records_read, f.changelog_records
+                );
                 Ok(())
             }
             Command::Bench {

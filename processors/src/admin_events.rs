@@ -3,6 +3,10 @@
 //! occurrence count. The event is re-emitted (version + 1) whenever its count grows, so the
 //! newest version always carries the right frequency; it expires `retention` after its last
 //! occurrence. A failure after the window has closed starts a new event.
+//!
+//! A retried post of the same failure (same `failure_id`) counts once, as a retried `/track`
+//! does: the ids already counted are remembered while their event is, and at most `retention`
+//! after the failure.
 use secpipe_schemas::{
     alert::Alert,
     failures::{AdminEvent, ScanFailure},
@@ -12,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     alerts::{AlertRule, Draft},
-    Change, InRecord, Outputs, PartitionState, ProcessError, Processor, StateStore,
+    secs_to_micros as micros, Change, InRecord, Outputs, PartitionState, ProcessError, Processor,
+    StateStore,
 };
 
 /// Settings of the admin-events processor (section `[processors.admin_events]`).
@@ -20,7 +25,8 @@ use crate::{
 #[serde(default, deny_unknown_fields)]
 pub struct AdminEventsConfig {
     /// Failures with the same values less than this many seconds after the previous one fold
-    /// into the same admin event. Default 600.
+    /// into the same admin event; one exactly this many seconds later starts a new event.
+    /// Default 600.
     pub dedupe_window_secs: u64,
     /// Admin events expire this many seconds after their last occurrence. Default 345600
     /// (4 days).
@@ -36,16 +42,22 @@ impl Default for AdminEventsConfig {
     }
 }
 
-/// Open admin events by the stable key of their values.
+/// Open admin events, and the failures already counted in them.
 #[derive(Debug)]
 pub struct AdminEventsState {
+    /// Admin event key ([`ScanFailure::admin_event_id`]) -> the open event.
     events: StateStore<AdminEvent>,
+    /// "{admin event key}|{failure_id}" -> when the failure occurred. Keyed by the event first
+    /// so expiry can tell whether the event is still open; a retry of a failure has the same
+    /// values, hence the same event key.
+    counted: StateStore<i64>,
 }
 
 impl Default for AdminEventsState {
     fn default() -> Self {
         Self {
             events: StateStore::new("event"),
+            counted: StateStore::new("failure"),
         }
     }
 }
@@ -54,11 +66,26 @@ impl PartitionState for AdminEventsState {
     fn drain_changes(&mut self) -> Vec<Change> {
         let mut out = Vec::new();
         self.events.drain_into(&mut out);
+        self.counted.drain_into(&mut out);
         out
     }
 
     fn apply(&mut self, change: &Change) -> Result<(), String> {
-        self.events.try_apply(change).map(|_| ())
+        if !self.events.try_apply(change)? {
+            self.counted.try_apply(change)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Vec<Change> {
+        let mut out = Vec::with_capacity(self.live_keys());
+        self.events.snapshot_into(&mut out);
+        self.counted.snapshot_into(&mut out);
+        out
+    }
+
+    fn live_keys(&self) -> usize {
+        self.events.len() + self.counted.len()
     }
 }
 
@@ -98,7 +125,7 @@ impl AdminEvents {
     }
 
     fn window_micros(&self) -> i64 {
-        self.cfg.dedupe_window_secs as i64 * 1_000_000
+        micros(self.cfg.dedupe_window_secs)
     }
 }
 
@@ -125,16 +152,27 @@ impl Processor for AdminEvents {
     ) -> Result<(), ProcessError> {
         let failure = self.failures.decode(record.payload)?;
         let key = failure.admin_event_id();
+        let counted = format!("{key}|{}", failure.failure_id);
+        if state.counted.contains(&counted) {
+            // A retried post: already in its event's occurrences.
+            out.counters.dedupe_hits += 1;
+            return Ok(());
+        }
         let t = failure.occurred_at;
+        state.counted.insert(counted, t);
         let window = self.window_micros();
-        let retention = self.cfg.retention_secs as i64 * 1_000_000;
+        let retention = micros(self.cfg.retention_secs);
+        // Times come from the request: saturating arithmetic, so hostile ones cannot overflow.
         let event = match state.events.get_mut(&key) {
-            Some(ev) if t >= ev.first_seen - window && t <= ev.last_seen + window => {
-                ev.occurrences += 1;
-                ev.version += 1;
+            Some(ev)
+                if t > ev.first_seen.saturating_sub(window)
+                    && t < ev.last_seen.saturating_add(window) =>
+            {
+                ev.occurrences = ev.occurrences.saturating_add(1);
+                ev.version = ev.version.saturating_add(1);
                 ev.first_seen = ev.first_seen.min(t);
                 ev.last_seen = ev.last_seen.max(t);
-                ev.expires_at = ev.last_seen + retention;
+                ev.expires_at = ev.last_seen.saturating_add(retention);
                 out.counters.dedupe_hits += 1;
                 ev.clone()
             }
@@ -150,7 +188,7 @@ impl Processor for AdminEvents {
                     last_seen: t,
                     occurrences: 1,
                     version: 1,
-                    expires_at: t + retention,
+                    expires_at: t.saturating_add(retention),
                 };
                 state.events.insert(key, ev.clone());
                 ev
@@ -197,8 +235,17 @@ impl Processor for AdminEvents {
     fn tick(&mut self, state: &mut AdminEventsState, now_micros: i64, _out: &mut Outputs) {
         // Forget events that expired: a later failure starts a new one anyway.
         let window = self.window_micros();
-        state.events.retain(|_, ev| {
-            ev.expires_at > now_micros && ev.last_seen + window > now_micros - window
+        let AdminEventsState { events, counted } = state;
+        events.retain(|_, ev| {
+            ev.expires_at > now_micros
+                && ev.last_seen.saturating_add(window) > now_micros.saturating_sub(window)
+        });
+        // A failure id is remembered while its event is, and never longer than the retention,
+        // so an event that keeps recurring does not grow the state without bound.
+        let retention = micros(self.cfg.retention_secs);
+        counted.retain(|k, &t| {
+            t.saturating_add(retention) > now_micros
+                && k.split_once('|').is_some_and(|(ev, _)| events.contains(ev))
         });
     }
 }
@@ -235,7 +282,10 @@ mod tests {
         state: &mut AdminEventsState,
         payloads: &[Vec<u8>],
     ) -> Vec<AdminEvent> {
-        let codec = Codec::<AdminEvent>::new().unwrap();
+        emitted(&feed(p, state, payloads))
+    }
+
+    fn feed(p: &mut AdminEvents, state: &mut AdminEventsState, payloads: &[Vec<u8>]) -> Outputs {
         let mut out = Outputs::default();
         for (i, payload) in payloads.iter().enumerate() {
             let rec = InRecord {
@@ -248,6 +298,11 @@ mod tests {
             };
             p.process(state, &rec, &mut out).unwrap();
         }
+        out
+    }
+
+    fn emitted(out: &Outputs) -> Vec<AdminEvent> {
+        let codec = Codec::<AdminEvent>::new().unwrap();
         out.records
             .iter()
             .filter(|r| r.topic == "out")
@@ -348,6 +403,102 @@ mod tests {
             restored.apply(&c).unwrap();
         }
         let events = run(&mut p, &mut restored, &[failure(1020, "timeout")]);
+        assert_eq!(events[0].occurrences, 3);
+    }
+
+    #[test]
+    fn a_failure_exactly_one_window_after_the_previous_starts_a_new_event() {
+        let mut p = processor(10);
+        let mut state = AdminEventsState::default();
+        let events = run(
+            &mut p,
+            &mut state,
+            &[
+                failure(1000, "timeout"),
+                failure(1000 + 599, "timeout"),
+                failure(1599 + 600, "timeout"),
+            ],
+        );
+        assert_eq!(
+            events[1].id, events[0].id,
+            "less than a window later: folds"
+        );
+        assert_eq!(events[1].occurrences, 2);
+        assert_ne!(
+            events[2].id, events[0].id,
+            "exactly a window later: a new event"
+        );
+        assert_eq!((events[2].occurrences, events[2].version), (1, 1));
+        // The same holds before the event's first failure.
+        let mut state = AdminEventsState::default();
+        let events = run(
+            &mut p,
+            &mut state,
+            &[failure(2000, "timeout"), failure(2000 - 600, "timeout")],
+        );
+        assert_ne!(events[1].id, events[0].id);
+    }
+
+    #[test]
+    fn a_retried_post_of_the_same_failure_counts_once() {
+        let mut p = processor(10);
+        let mut state = AdminEventsState::default();
+        // `failure(t, ..)` has the id f{t}: the second post is a retry of the first.
+        let out = feed(
+            &mut p,
+            &mut state,
+            &[
+                failure(1000, "timeout"),
+                failure(1000, "timeout"),
+                failure(1100, "timeout"),
+            ],
+        );
+        let events = emitted(&out);
+        assert_eq!(events.len(), 2, "the retry emits nothing");
+        assert_eq!((events[1].occurrences, events[1].version), (2, 2));
+        assert_eq!(
+            out.counters.dedupe_hits, 2,
+            "the retry, and the fold of 1100"
+        );
+
+        // Still recognised after a restart, and after a tick while the event is open.
+        let mut restored = AdminEventsState::default();
+        for c in state.drain_changes() {
+            restored.apply(&c).unwrap();
+        }
+        p.tick(&mut restored, 1200 * 1_000_000, &mut Outputs::default());
+        let out = feed(&mut p, &mut restored, &[failure(1100, "timeout")]);
+        assert_eq!((out.records.len(), out.counters.dedupe_hits), (0, 1));
+        let events = run(&mut p, &mut restored, &[failure(1150, "timeout")]);
+        assert_eq!(events[0].occurrences, 3);
+
+        // Forgotten with their event.
+        p.tick(&mut restored, 10_000 * 1_000_000, &mut Outputs::default());
+        assert_eq!(restored.live_keys(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_restores_the_events_and_the_failures_counted_in_them() {
+        let mut p = processor(10);
+        let mut state = AdminEventsState::default();
+        run(
+            &mut p,
+            &mut state,
+            &[
+                failure(1000, "timeout"),
+                failure(1010, "timeout"),
+                failure(1020, "unauthorized"),
+            ],
+        );
+        assert_eq!(state.live_keys(), 2 + 3);
+        crate::state::assert_snapshot_round_trips(&state);
+        let mut restored = AdminEventsState::default();
+        for c in state.snapshot() {
+            restored.apply(&c).unwrap();
+        }
+        let out = feed(&mut p, &mut restored, &[failure(1010, "timeout")]);
+        assert_eq!((out.records.len(), out.counters.dedupe_hits), (0, 1));
+        let events = run(&mut p, &mut restored, &[failure(1030, "timeout")]);
         assert_eq!(events[0].occurrences, 3);
     }
 }

@@ -22,6 +22,13 @@ use thiserror::Error;
 
 pub use state::{Change, PartitionState, StateStore};
 
+/// Seconds from the config as microseconds, saturating instead of wrapping for absurd values.
+pub(crate) fn secs_to_micros(secs: u64) -> i64 {
+    i64::try_from(secs)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000_000)
+}
+
 /// One input record as consumed.
 #[derive(Debug, Clone, Copy)]
 pub struct InRecord<'a> {

@@ -5,17 +5,22 @@
 //! - memory warnings pass at most once per `memory_warning_interval` per warning type per
 //!   process;
 //! - heartbeats become per-process, per-minute [`HeartbeatRollup`]s, emitted when the process's
-//!   next minute starts (or by `tick` once the minute is long over);
+//!   next minute starts (or by `tick` once the minute is long over), and re-emitted with a
+//!   higher version when a late heartbeat of the minute arrives (see `telemetry/rollups.rs`);
 //! - secrets that reached this far are redacted;
 //! - events older than the horizon when the broker received them are dropped and counted;
 //! - identity changes to root, processes launched from temporary directories and new listening
 //!   ports raise alerts.
 //!
+//! The raw topic is keyed by host, so every process of a host shares a partition: per-host
+//! state (the ports a host listens on) is global to its key, and per-process state is keyed by
+//! the process ([`TelemetryEvent::process_key`]) inside the partition.
+//!
 //! An event that passes unchanged is forwarded as the very bytes that came in: no re-encoding.
 use secpipe_schemas::{
     alert::Alert,
     rollups::HeartbeatRollup,
-    telemetry::{Heartbeat, TelemetryCodec, TelemetryEvent},
+    telemetry::{TelemetryCodec, TelemetryEvent},
     Codec, SchemaError,
 };
 use serde::{Deserialize, Serialize};
@@ -23,10 +28,12 @@ use serde::{Deserialize, Serialize};
 use crate::{
     alerts::{AlertRule, Draft},
     redact::Redactor,
-    Change, InRecord, Outputs, PartitionState, ProcessError, Processor, StateStore,
+    secs_to_micros, Change, InRecord, Outputs, PartitionState, ProcessError, Processor, StateStore,
 };
 
-const MINUTE_MICROS: i64 = 60 * 1_000_000;
+mod rollups;
+
+use rollups::{Folded, Rollups};
 
 /// Settings of the telemetry processor (section `[processors.telemetry]`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -40,6 +47,10 @@ pub struct TelemetryConfig {
     /// A heartbeat rollup is emitted by `tick` once its minute ended this many seconds ago
     /// (wall clock) without a later heartbeat from the process. Default 120.
     pub rollup_flush_after_secs: u64,
+    /// An emitted heartbeat rollup is kept this many seconds after its minute ended (wall
+    /// clock): a late heartbeat of the minute updates it and re-emits it with a higher version.
+    /// A heartbeat of a minute older than that is dropped (and counted). Default 3600.
+    pub rollup_late_horizon_secs: u64,
     /// Per-process dedupe state is forgotten after this many seconds without an event of the
     /// process (event time). Default 86400.
     pub process_state_ttl_secs: u64,
@@ -51,6 +62,7 @@ impl Default for TelemetryConfig {
             horizon_secs: 86_400,
             memory_warning_interval_secs: 60,
             rollup_flush_after_secs: 120,
+            rollup_late_horizon_secs: 3600,
             process_state_ttl_secs: 86_400,
         }
     }
@@ -63,9 +75,10 @@ pub struct TelemetryState {
     seen: StateStore<i64>,
     /// "{process}|{warning type}" -> event time of the last warning let through.
     warned: StateStore<i64>,
-    /// "{process}" -> the open minute's rollup.
-    rollups: StateStore<HeartbeatRollup>,
-    /// "{host}|{port}" -> event time the host first listened on the port.
+    /// Per-process, per-minute heartbeat rollups.
+    rollups: Rollups,
+    /// "{host}|{port}" -> event time the host first listened on the port. Global to the host,
+    /// whatever process listens: the partition holds every process of the host.
     ports: StateStore<i64>,
 }
 
@@ -74,7 +87,7 @@ impl Default for TelemetryState {
         Self {
             seen: StateStore::new("seen"),
             warned: StateStore::new("warned"),
-            rollups: StateStore::new("rollup"),
+            rollups: Rollups::default(),
             ports: StateStore::new("port"),
         }
     }
@@ -96,6 +109,19 @@ impl PartitionState for TelemetryState {
             || self.rollups.try_apply(change)?
             || self.ports.try_apply(change)?;
         Ok(())
+    }
+
+    fn snapshot(&self) -> Vec<Change> {
+        let mut out = Vec::with_capacity(self.live_keys());
+        self.seen.snapshot_into(&mut out);
+        self.warned.snapshot_into(&mut out);
+        self.rollups.snapshot_into(&mut out);
+        self.ports.snapshot_into(&mut out);
+        out
+    }
+
+    fn live_keys(&self) -> usize {
+        self.seen.len() + self.warned.len() + self.rollups.len() + self.ports.len()
     }
 }
 
@@ -148,6 +174,8 @@ impl Telemetry {
         })
     }
 
+    /// Pushes a rollup keyed by its process, like the clean stream: every version of a minute
+    /// lands on one partition of the rollups topic, in order.
     fn emit_rollup(&self, rollup: &HeartbeatRollup, out: &mut Outputs) -> Result<(), ProcessError> {
         let key = format!(
             "{}/{}/{}",
@@ -157,75 +185,6 @@ impl Telemetry {
         );
         out.push(&self.topics.rollups, key, self.rollups.encode(rollup)?);
         Ok(())
-    }
-
-    /// Adds a heartbeat to its process's open minute; emits the previous minute when a new one
-    /// starts. Returns false for a heartbeat of a minute already emitted (late).
-    fn heartbeat(
-        &self,
-        state: &mut TelemetryState,
-        process: &str,
-        hb: &Heartbeat,
-        out: &mut Outputs,
-    ) -> Result<bool, ProcessError> {
-        let e = &hb.envelope;
-        let minute = e.event_time.div_euclid(MINUTE_MICROS) * MINUTE_MICROS;
-        if let Some(open) = state.rollups.get(process) {
-            if minute < open.minute {
-                return Ok(false);
-            }
-            if minute > open.minute {
-                let closed = state.rollups.remove(process).expect("present");
-                self.emit_rollup(&closed, out)?;
-            }
-        }
-        if !state.rollups.contains(process) {
-            state.rollups.insert(
-                process.to_string(),
-                HeartbeatRollup {
-                    rollup_id: HeartbeatRollup::derive_id(
-                        &e.host,
-                        e.container_id.as_deref(),
-                        e.pid,
-                        minute,
-                    ),
-                    host: e.host.clone(),
-                    container_id: e.container_id.clone(),
-                    pod: e.pod.clone(),
-                    namespace: e.namespace.clone(),
-                    pid: e.pid,
-                    app: e.app.clone(),
-                    minute,
-                    heartbeats: 0,
-                    cpu_user_ms: 0,
-                    cpu_system_ms: 0,
-                    rss_bytes_max: 0,
-                    rss_bytes_sum: 0,
-                    vm_bytes_max: 0,
-                    agent_cpu_ms: 0,
-                    agent_rss_bytes_max: 0,
-                    threads_created: 0,
-                    forks: 0,
-                    open_descriptors_max: 0,
-                    version: 0,
-                },
-            );
-        }
-        let r = state.rollups.get_mut(process).expect("present");
-        r.heartbeats += 1;
-        r.version += 1;
-        r.cpu_user_ms += hb.cpu_user_ms;
-        r.cpu_system_ms += hb.cpu_system_ms;
-        r.rss_bytes_max = r.rss_bytes_max.max(hb.rss_bytes);
-        r.rss_bytes_sum += hb.rss_bytes;
-        r.vm_bytes_max = r.vm_bytes_max.max(hb.vm_bytes);
-        r.agent_cpu_ms += hb.agent_cpu_ms;
-        r.agent_rss_bytes_max = r.agent_rss_bytes_max.max(hb.agent_rss_bytes);
-        r.threads_created += hb.threads_created;
-        r.forks += hb.forks;
-        let open = hb.open_descriptors.iter().filter(|d| !d.closed).count() as i64;
-        r.open_descriptors_max = r.open_descriptors_max.max(open);
-        Ok(true)
     }
 
     fn alert(
@@ -334,12 +293,18 @@ impl Processor for Telemetry {
     ) -> Result<(), ProcessError> {
         let mut ev = self.codec.decode(record.payload)?;
         let e = ev.envelope();
-        let horizon = self.cfg.horizon_secs as i64 * 1_000_000;
-        if record.timestamp_ms > 0 && e.event_time < record.timestamp_ms * 1_000 - horizon {
+        let horizon = secs_to_micros(self.cfg.horizon_secs);
+        if record.timestamp_ms > 0
+            && e.event_time
+                < record
+                    .timestamp_ms
+                    .saturating_mul(1_000)
+                    .saturating_sub(horizon)
+        {
             out.counters.expired += 1;
             return Ok(());
         }
-        let process = ev.partition_key();
+        let process = ev.process_key();
         let event_time = e.event_time;
         let identity = match &ev {
             TelemetryEvent::PackageInfo(p) => Some(format!("{process}|pkg|{}", p.path)),
@@ -362,9 +327,9 @@ impl Processor for Telemetry {
         match &ev {
             TelemetryEvent::MemoryWarning(w) => {
                 let key = format!("{process}|{}", w.warning_type);
-                let interval = self.cfg.memory_warning_interval_secs as i64 * 1_000_000;
+                let interval = secs_to_micros(self.cfg.memory_warning_interval_secs);
                 if let Some(&last) = state.warned.get(&key) {
-                    if event_time < last + interval && event_time >= last {
+                    if event_time < last.saturating_add(interval) && event_time >= last {
                         out.counters.rate_limited += 1;
                         return Ok(());
                     }
@@ -372,8 +337,10 @@ impl Processor for Telemetry {
                 state.warned.insert(key, event_time);
             }
             TelemetryEvent::Heartbeat(hb) => {
-                if !self.heartbeat(state, &process, hb, out)? {
-                    out.counters.expired += 1;
+                match state.rollups.heartbeat(&process, hb) {
+                    Folded::Open => {}
+                    Folded::Emit(r) => self.emit_rollup(&r, out)?,
+                    Folded::Expired => out.counters.expired += 1,
                 }
                 return Ok(());
             }
@@ -392,23 +359,19 @@ impl Processor for Telemetry {
     }
 
     fn tick(&mut self, state: &mut TelemetryState, now_micros: i64, out: &mut Outputs) {
-        let flush_before =
-            now_micros - self.cfg.rollup_flush_after_secs as i64 * 1_000_000 - MINUTE_MICROS;
-        let stale: Vec<String> = state
-            .rollups
-            .iter()
-            .filter(|(_, r)| r.minute < flush_before)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in stale {
-            if let Some(r) = state.rollups.remove(&key) {
-                // Encoding a rollup cannot fail: its schema is compiled in.
-                let _ = self.emit_rollup(&r, out);
-            }
+        let flushed = state.rollups.tick(
+            now_micros,
+            secs_to_micros(self.cfg.rollup_flush_after_secs),
+            secs_to_micros(self.cfg.rollup_late_horizon_secs),
+        );
+        for r in &flushed {
+            // Encoding a rollup cannot fail: its schema is compiled in.
+            let _ = self.emit_rollup(r, out);
         }
-        let ttl = self.cfg.process_state_ttl_secs as i64 * 1_000_000;
-        state.seen.retain(|_, &t| t > now_micros - ttl);
-        state.warned.retain(|_, &t| t > now_micros - ttl);
+        let forget_before =
+            now_micros.saturating_sub(secs_to_micros(self.cfg.process_state_ttl_secs));
+        state.seen.retain(|_, &t| t > forget_before);
+        state.warned.retain(|_, &t| t > forget_before);
     }
 }
 

@@ -11,6 +11,12 @@ pub struct ProcessorFigures {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub peak_rss_mb: f64,
+    /// A fresh instance taking over every partition afterwards: seconds spent restoring (summed
+    /// over partitions), partitions, changelog records it read, records the changelog holds.
+    pub restore_secs: f64,
+    pub restore_partitions: u64,
+    pub restore_records_read: u64,
+    pub changelog_records: i64,
 }
 
 /// The telemetry processor as its own process (`secpipe process telemetry`) on fresh topics:
@@ -197,6 +203,9 @@ pub async fn processor(
         .status();
     let _ = child.wait();
 
+    // Restore: a fresh instance takes over every partition from the changelog.
+    let restore = restore_phase(&s, &env).await?;
+
     let latencies = append_latencies(
         &s,
         &codec,
@@ -218,7 +227,76 @@ pub async fn processor(
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
         peak_rss_mb: peak_kb as f64 / 1024.0,
+        restore_secs: restore.0,
+        restore_partitions: restore.1,
+        restore_records_read: restore.2,
+        changelog_records: restore.3,
     })
+}
+
+/// Starts `secpipe process telemetry` on the processed topics and reads from its `/metrics` how
+/// long restoring every partition took: (seconds summed, partitions, records read, changelog
+/// records).
+async fn restore_phase(
+    s: &Settings,
+    env: &[(String, String)],
+) -> anyhow::Result<(f64, u64, u64, i64)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let changelog = format!("{}telemetry", s.processors.changelog_prefix);
+    let probe: BaseConsumer = s.kafka.client_config("bench-changelog").create()?;
+    let md = probe.fetch_metadata(Some(&changelog), Duration::from_secs(10))?;
+    let partitions = md.topics()[0].partitions().len() as u64;
+    let mut changelog_records = 0;
+    for p in md.topics()[0].partitions() {
+        changelog_records += probe
+            .fetch_watermarks(&changelog, p.id(), Duration::from_secs(10))?
+            .1;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["process", "telemetry"])
+        .envs(
+            env.iter()
+                .filter(|(k, _)| k != "OPS__LISTEN")
+                .map(|(k, v)| (format!("SECPIPE__{k}"), v.clone())),
+        )
+        .env("SECPIPE__OPS__LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .context("starting the restoring instance")?;
+    let value = |page: &str, name: &str| -> f64 {
+        page.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let result = loop {
+        if Instant::now() > deadline {
+            break Err(anyhow::anyhow!("restore not finished within 300 s"));
+        }
+        let page = match reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let count = value(&page, "secpipe_state_restore_seconds_count") as u64;
+        if count >= partitions {
+            break Ok((
+                value(&page, "secpipe_state_restore_seconds_sum"),
+                count,
+                value(&page, "secpipe_state_restore_records_total") as u64,
+                changelog_records,
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+    result
 }
 
 /// Milliseconds between each latency-phase event's append to `input` and its append to `output`.

@@ -267,3 +267,245 @@ fn root_identity_changes_temp_dir_launches_and_new_ports_raise_alerts() {
         ]
     );
 }
+
+fn heartbeat(t: i64, pid: i64, id: &str) -> TelemetryEvent {
+    at(of_kind("heartbeat"), t, pid, id)
+}
+
+fn rollups_in(out: &Outputs) -> Vec<HeartbeatRollup> {
+    let codec = Codec::<HeartbeatRollup>::new().unwrap();
+    out.records
+        .iter()
+        .filter(|r| r.topic == "rollups")
+        .map(|r| codec.decode(&r.payload).unwrap())
+        .collect()
+}
+
+const SEC: i64 = 1_000_000;
+
+#[test]
+fn heartbeats_after_the_tick_flush_re_emit_the_minute_with_a_higher_version() {
+    let mut p = processor();
+    let mut s = TelemetryState::default();
+    let mut emitted = Vec::new();
+    let before: Vec<_> = (0..4)
+        .map(|i| heartbeat(T0 + i * 10 * SEC, 1, &format!("h{i}")))
+        .collect();
+    emitted.extend(rollups_in(&feed(&mut p, &mut s, &before)));
+    assert!(emitted.is_empty(), "the minute is still open");
+    let mut out = Outputs::default();
+    p.tick(&mut s, T0 + 60 * SEC + 121 * SEC, &mut out);
+    emitted.extend(rollups_in(&out));
+    assert_eq!(emitted.len(), 1, "flushed by the tick");
+    let after = [
+        heartbeat(T0 + 40 * SEC, 1, "h4"),
+        heartbeat(T0 + 50 * SEC, 1, "h5"),
+    ];
+    let out = feed(&mut p, &mut s, &after);
+    assert_eq!(out.counters.expired, 0);
+    emitted.extend(rollups_in(&out));
+
+    assert_eq!(emitted.len(), 3, "each late heartbeat re-emits at once");
+    assert!(emitted.iter().all(|r| r.rollup_id == emitted[0].rollup_id));
+    let versions: Vec<i64> = emitted.iter().map(|r| r.version).collect();
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+    let newest = emitted.iter().max_by_key(|r| r.version).unwrap();
+    assert_eq!(newest, emitted.last().unwrap());
+    assert_eq!((newest.minute, newest.heartbeats), (T0, 6));
+}
+
+#[test]
+fn a_late_heartbeat_of_a_minute_the_next_one_closed_updates_it_at_once() {
+    let mut p = processor();
+    let mut s = TelemetryState::default();
+    let out = feed(
+        &mut p,
+        &mut s,
+        &[
+            heartbeat(T0, 1, "a"),
+            heartbeat(T0 + 60 * SEC, 1, "b"), // closes T0
+            heartbeat(T0 + 5 * SEC, 1, "late"),
+            heartbeat(T0 - 60 * SEC, 1, "older"), // a minute never seen: emitted at once too
+        ],
+    );
+    let r: Vec<(i64, i64, i64)> = rollups_in(&out)
+        .iter()
+        .map(|r| (r.minute, r.heartbeats, r.version))
+        .collect();
+    assert_eq!(r, [(T0, 1, 1), (T0, 2, 2), (T0 - 60 * SEC, 1, 1)]);
+    // The open minute is unaffected and flushed later as usual.
+    let mut out = Outputs::default();
+    p.tick(&mut s, T0 + 10 * 60 * SEC, &mut out);
+    let r: Vec<(i64, i64)> = rollups_in(&out)
+        .iter()
+        .map(|r| (r.minute, r.heartbeats))
+        .collect();
+    assert_eq!(r, [(T0 + 60 * SEC, 1)]);
+}
+
+#[test]
+fn a_heartbeat_of_a_minute_past_the_late_horizon_is_dropped_and_counted() {
+    let mut p = processor();
+    let mut s = TelemetryState::default();
+    feed(
+        &mut p,
+        &mut s,
+        &[heartbeat(T0, 1, "a"), heartbeat(T0, 2, "b")],
+    );
+    let mut out = Outputs::default();
+    p.tick(&mut s, T0 + 30 * 60 * SEC, &mut out);
+    assert_eq!(rollups_in(&out).len(), 2);
+    // Past the horizon: forgotten, and a late heartbeat must not start a lower version.
+    p.tick(&mut s, T0 + 62 * 60 * SEC, &mut Outputs::default());
+    // Through the changelog, as a restarted processor would see it.
+    let mut restored = TelemetryState::default();
+    for c in s.drain_changes() {
+        restored.apply(&c).unwrap();
+    }
+    let late = heartbeat(T0 + 30 * SEC, 1, "late");
+    let codec = TelemetryCodec::new().unwrap();
+    let payload = codec.encode(&late).unwrap();
+    let rec = InRecord {
+        topic: "raw",
+        partition: 0,
+        offset: 9,
+        timestamp_ms: (T0 + 62 * 60 * SEC) / 1000,
+        key: None,
+        payload: &payload,
+    };
+    let mut out = Outputs::default();
+    p.process(&mut restored, &rec, &mut out).unwrap();
+    assert_eq!((out.records.len(), out.counters.expired), (0, 1));
+    // A current minute still rolls up.
+    let out = feed(
+        &mut p,
+        &mut restored,
+        &[heartbeat(T0 + 62 * 60 * SEC, 1, "now")],
+    );
+    assert_eq!(out.counters.expired, 0);
+}
+
+#[test]
+fn hostile_heartbeat_values_saturate_instead_of_overflowing() {
+    let mut p = processor();
+    let mut s = TelemetryState::default();
+    let TelemetryEvent::Heartbeat(mut hb) = of_kind("heartbeat") else {
+        unreachable!()
+    };
+    hb.rss_bytes = 4_611_686_018_427_387_905;
+    hb.cpu_user_ms = i64::MAX;
+    hb.cpu_system_ms = i64::MIN;
+    hb.forks = i64::MAX;
+    let beats: Vec<_> = (0..3)
+        .map(|i| {
+            at(
+                TelemetryEvent::Heartbeat(hb.clone()),
+                T0 + i,
+                1,
+                &format!("h{i}"),
+            )
+        })
+        .collect();
+    feed(&mut p, &mut s, &beats);
+    // Times at the edges of i64 neither.
+    let edges = [
+        at(TelemetryEvent::Heartbeat(hb.clone()), i64::MIN, 2, "min"),
+        at(TelemetryEvent::Heartbeat(hb.clone()), i64::MAX, 2, "max"),
+    ];
+    feed(&mut p, &mut s, &edges);
+    let mut out = Outputs::default();
+    p.tick(&mut s, T0 + 10 * 60 * SEC, &mut out);
+    let r = rollups_in(&out).into_iter().find(|r| r.pid == 1).unwrap();
+    assert_eq!(
+        (r.heartbeats, r.rss_bytes_sum, r.rss_bytes_max),
+        (3, i64::MAX, 4_611_686_018_427_387_905)
+    );
+    assert_eq!(
+        (r.cpu_user_ms, r.cpu_system_ms, r.forks),
+        (i64::MAX, i64::MIN, i64::MAX)
+    );
+    p.tick(&mut s, i64::MAX, &mut Outputs::default());
+    p.tick(&mut s, i64::MIN, &mut Outputs::default());
+}
+
+#[test]
+fn every_process_of_a_host_shares_its_partition_key_and_its_port_state() {
+    let mut p = processor();
+    let mut s = TelemetryState::default();
+    let TelemetryEvent::WebappRegistration(mut web) = of_kind("webapp_registration") else {
+        unreachable!()
+    };
+    web.local_port = 8080;
+    let before = at(TelemetryEvent::WebappRegistration(web.clone()), T0, 1, "w1");
+    // The container restarted: a new container and a new pid on the same host.
+    let mut after = at(
+        TelemetryEvent::WebappRegistration(web),
+        T0 + 60 * SEC,
+        7,
+        "w2",
+    );
+    after.envelope_mut().container_id = Some("restarted".into());
+    assert_eq!(before.partition_key(), after.partition_key());
+    assert_ne!(before.process_key(), after.process_key());
+    let out = feed(&mut p, &mut s, &[before, after]);
+    assert_eq!(out.counters.alerts, 1, "the port is not new to the host");
+    assert_eq!(on(&out, "clean"), 2);
+}
+
+#[test]
+fn per_process_state_stays_per_process_within_a_host_partition() {
+    let mut p = processor();
+    let mut s = TelemetryState::default();
+    let pkg = of_kind("package_info");
+    let mut in_container = at(pkg.clone(), T0, 1, "c");
+    in_container.envelope_mut().container_id = Some("c1".into());
+    let out = feed(
+        &mut p,
+        &mut s,
+        &[
+            at(pkg, T0, 1, "a"),
+            in_container,
+            heartbeat(T0, 1, "h1"),
+            heartbeat(T0, 2, "h2"),
+        ],
+    );
+    assert_eq!((on(&out, "clean"), out.counters.dedupe_hits), (2, 0));
+    let mut out = Outputs::default();
+    p.tick(&mut s, T0 + 10 * 60 * SEC, &mut out);
+    let mut pids: Vec<i64> = rollups_in(&out).iter().map(|r| r.pid).collect();
+    pids.sort_unstable();
+    assert_eq!(pids, [1, 2], "one rollup per process");
+}
+
+#[test]
+fn a_snapshot_restores_every_store_of_the_telemetry_state() {
+    let mut p = processor();
+    let mut s = TelemetryState::default();
+    let TelemetryEvent::WebappRegistration(mut web) = of_kind("webapp_registration") else {
+        unreachable!()
+    };
+    web.local_port = 8443;
+    feed(
+        &mut p,
+        &mut s,
+        &[
+            at(of_kind("package_info"), T0, 1, "p"),
+            at(of_kind("memory_warning"), T0, 1, "m"),
+            at(TelemetryEvent::WebappRegistration(web), T0, 1, "w"),
+            heartbeat(T0, 1, "h1"),
+            heartbeat(T0 + 60 * SEC, 1, "h2"),
+        ],
+    );
+    p.tick(&mut s, T0 + 2 * 3600 * SEC, &mut Outputs::default());
+    feed(
+        &mut p,
+        &mut s,
+        &[
+            heartbeat(T0 + 2 * 3600 * SEC, 1, "h3"),
+            heartbeat(T0 + 2 * 3600 * SEC + 60 * SEC, 1, "h4"),
+        ],
+    );
+    // seen, warned, port, the open and the emitted minute, the floor.
+    assert_eq!(s.live_keys(), 6, "{:?}", s.snapshot());
+    crate::state::assert_snapshot_round_trips(&s);
+}

@@ -170,6 +170,12 @@ fn single_object_fingerprint(bytes: &[u8]) -> Result<u64, DecodeError> {
     }
 }
 
+impl crate::Decode<TelemetryEvent> for TelemetryCodec {
+    fn decode(&self, bytes: &[u8]) -> Result<TelemetryEvent, DecodeError> {
+        TelemetryCodec::decode(self, bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,11 +282,5 @@ mod tests {
             codec.decode(&bytes[..bytes.len() - 1]),
             Err(DecodeError::Body { .. })
         ));
-    }
-}
-
-impl crate::Decode<TelemetryEvent> for TelemetryCodec {
-    fn decode(&self, bytes: &[u8]) -> Result<TelemetryEvent, DecodeError> {
-        TelemetryCodec::decode(self, bytes)
     }
 }

@@ -230,10 +230,18 @@ impl TelemetryEvent {
         }
     }
 
-    /// Kafka partition key, `"{host}/{container}/{pid}"` (`-` without a container): one
-    /// process's events stay in order, and the pid-1 processes of many containers on one node
-    /// do not all share a key.
+    /// Kafka partition key: the host. Every event of a host reaches the same processor
+    /// partition, so per-host state (the ports a host listens on) is global to its key: a
+    /// restarted container, with a new pid, finds the state its predecessor left. The events of
+    /// each process still stay in order, as a subsequence of their host's.
     pub fn partition_key(&self) -> String {
+        self.envelope().host.clone()
+    }
+
+    /// The process the event comes from, `"{host}/{container}/{pid}"` (`-` without a
+    /// container): what per-process state is keyed by inside a partition. The container is part
+    /// of it because the pid-1 processes of many containers on one node are different processes.
+    pub fn process_key(&self) -> String {
         let e = self.envelope();
         format!(
             "{}/{}/{}",
@@ -335,7 +343,8 @@ mod tests {
         let event: TelemetryEvent = serde_json::from_str(line).unwrap();
         assert_eq!(event.kind(), TelemetryKind::ComponentExit);
         assert_eq!(event.envelope().container_id, None);
-        assert_eq!(event.partition_key(), "node-1/-/42");
+        assert_eq!(event.partition_key(), "node-1");
+        assert_eq!(event.process_key(), "node-1/-/42");
         let unknown = r#"{"type":"keystroke","envelope":{"event_id":"e1","event_time":5,"host":"h","pid":1}}"#;
         assert!(serde_json::from_str::<TelemetryEvent>(unknown).is_err());
     }

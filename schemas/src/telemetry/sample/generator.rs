@@ -119,7 +119,7 @@ impl Generator {
             for j in 0..processes_per_host.max(1) {
                 let (app, namespace, executable, java) = *rng.pick(APPS);
                 let pod = format!("{app}-{}-{}", rng.hex(10), rng.hex(5));
-                // Unique per host, so every workload has its own partition key.
+                // Unique per host, so every workload is a process of its own (its process key).
                 let pid = if kubernetes {
                     rng.range(1, 40) + 40 * j as i64
                 } else {

@@ -65,10 +65,12 @@ fn the_same_seed_gives_the_same_events_and_another_seed_others() {
 #[test]
 fn events_come_from_every_process_in_time_order() {
     let events: Vec<_> = reference_mix(4, 3, 2).take(743).collect();
-    let keys: HashSet<_> = events.iter().map(TelemetryEvent::partition_key).collect();
-    assert_eq!(keys.len(), 3 * 2, "{keys:?}");
+    let processes: HashSet<_> = events.iter().map(TelemetryEvent::process_key).collect();
+    assert_eq!(processes.len(), 3 * 2, "{processes:?}");
     let hosts: HashSet<_> = events.iter().map(|e| e.envelope().host.as_str()).collect();
     assert_eq!(hosts.len(), 3);
+    let partition_keys: HashSet<_> = events.iter().map(TelemetryEvent::partition_key).collect();
+    assert_eq!(partition_keys.len(), 3, "one partition key per host");
     assert!(events
         .windows(2)
         .all(|w| w[0].envelope().event_time < w[1].envelope().event_time));
