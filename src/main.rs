@@ -222,23 +222,23 @@ fn main() -> anyhow::Result<()> {
             tracing::info!(url = %settings.schemas.registry_url, schemas = ids.len(), "schemas registered; writing the Confluent wire format");
             secpipe_schemas::registry::install(ids);
         }
-        let with_ops = |role: futures::future::BoxFuture<'static, anyhow::Result<()>>| {
+        let with_ops = |name: &'static str, role: futures::future::BoxFuture<'static, anyhow::Result<()>>| {
             use futures::FutureExt;
             let ops = secpipe::ops::serve(settings.clone(), shutdown.clone()).boxed();
-            roles::run_roles(vec![("role", role), ("ops", ops)])
+            roles::run_roles(vec![(name, role), ("ops", ops)])
         };
         use futures::FutureExt;
         match cli.command {
-            Command::Gateway => with_ops(roles::gateway(settings.clone(), shutdown.clone()).boxed()).await,
+            Command::Gateway => with_ops("gateway", roles::gateway(settings.clone(), shutdown.clone()).boxed()).await,
             Command::Sink {
                 sink: SinkCommand::Clickhouse,
-            } => with_ops(roles::clickhouse_loader(settings.clone(), shutdown.clone()).boxed()).await,
+            } => with_ops("sink clickhouse", roles::clickhouse_loader(settings.clone(), shutdown.clone()).boxed()).await,
             Command::Sink {
                 sink: SinkCommand::Notify,
-            } => with_ops(roles::notifier(settings.clone(), shutdown.clone()).boxed()).await,
-            Command::Run => with_ops(roles::run_all(settings.clone(), shutdown.clone()).boxed()).await,
+            } => with_ops("sink notify", roles::notifier(settings.clone(), shutdown.clone()).boxed()).await,
+            Command::Run => with_ops("run", roles::run_all(settings.clone(), shutdown.clone()).boxed()).await,
             Command::Process { processor } => {
-                with_ops(roles::processor(settings.clone(), processor, shutdown.clone()).boxed()).await
+                with_ops("process", roles::processor(settings.clone(), processor, shutdown.clone()).boxed()).await
             }
             Command::Retention => {
                 let r = secpipe_sinks::clickhouse::retention::run(&settings.clickhouse, &settings.retention).await?;

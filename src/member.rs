@@ -261,6 +261,23 @@ impl Member {
         Ok(())
     }
 
+    /// Moves the read position of owned partition `partition` to `offset`: records fetched
+    /// before are dropped by librdkafka and fetched again from there (blocking pool).
+    pub async fn seek(&self, partition: i32, offset: i64) -> anyhow::Result<()> {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            consumer.seek(
+                &topic,
+                partition,
+                Offset::Offset(offset),
+                Duration::from_secs(10),
+            )
+        })
+        .await??;
+        Ok(())
+    }
+
     /// The group's committed offset of `topic`/`partition`, if any (blocking pool).
     pub async fn committed(&self, topic: &str, partition: i32) -> anyhow::Result<Option<i64>> {
         let consumer = self.consumer.clone();

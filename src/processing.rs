@@ -19,6 +19,7 @@
 //! That is effectively-once output without Kafka transactions, which tansu does not offer.
 use std::{collections::BTreeMap, time::Duration};
 
+use anyhow::Context;
 use rdkafka::Message;
 
 use secpipe_processors::{Change, InRecord, Outputs, PartitionState, ProcessError, Processor};
@@ -165,7 +166,7 @@ where
             }
             msg = member.recv() => {
                 // A rebalance runs inside recv: apply it before the record it preceded.
-                run.on_ownership(&member, &mut shutdown).await?;
+                let restored = run.on_ownership(&member, &mut shutdown).await?;
                 let msg = match msg {
                     Ok(m) => m,
                     Err(e) => {
@@ -175,11 +176,14 @@ where
                 };
                 consumed.increment(1);
                 let partition = msg.partition();
+                if restored.contains(&partition) {
+                    continue; // fetched before the seek to the restored state: read again
+                }
                 if !run.parts.contains_key(&partition) {
-                    if !member.owned().contains(&partition) {
-                        continue; // fetched before a revoke: the new owner reads it
+                    if member.owned().contains(&partition) {
+                        run.restore(&member, partition).await?;
                     }
-                    run.restore(&member, partition).await?;
+                    continue; // not ours, or read again after the seek
                 }
                 if run.in_batch == 0 {
                     deadline = tokio::time::Instant::now() + max_wait;
@@ -209,12 +213,14 @@ where
         self.in_batch > 0 || !self.outputs.records.is_empty()
     }
 
-    /// Restores state for newly assigned partitions; flushes and drops revoked ones.
+    /// Restores state for newly assigned partitions (and seeks them to what it holds); flushes
+    /// and drops revoked ones. Returns the partitions it restored.
     async fn on_ownership(
         &mut self,
         member: &Member,
         shutdown: &mut Shutdown,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<i32>> {
+        let mut restored = Vec::new();
         for change in member.ownership_changes() {
             match change {
                 Ownership::Revoked(gone) => {
@@ -230,11 +236,12 @@ where
                 Ownership::Assigned(new) => {
                     for p in new {
                         self.restore(member, p).await?;
+                        restored.push(p);
                     }
                 }
             }
         }
-        Ok(())
+        Ok(restored)
     }
 
     async fn restore(&mut self, member: &Member, partition: i32) -> anyhow::Result<()> {
@@ -255,6 +262,21 @@ where
             snapshot,
         )
         .await?;
+        // The changelog, not the committed offset, says what the state holds: an owner that lost
+        // the partition without noticing may have committed input whose state changes the claim
+        // fenced off. Read on from what the restored state has applied.
+        if r.replay.applied >= 0 {
+            member
+                .seek(partition, r.replay.applied + 1)
+                .await
+                .with_context(|| {
+                    format!(
+                        "seeking {}/{partition} to {}",
+                        self.input,
+                        r.replay.applied + 1
+                    )
+                })?;
+        }
         self.parts.insert(
             partition,
             Part {

@@ -14,8 +14,11 @@ use std::{
 };
 
 use common::*;
+use secpipe::Settings;
+use secpipe_processors::{admin_events::AdminEvents, InRecord, Outputs, Processor};
 use secpipe_schemas::{
-    failures::{Image, ScanFailure},
+    alert::Alert,
+    failures::{AdminEvent, Image, ScanFailure},
     now_micros, Codec,
 };
 
@@ -71,6 +74,55 @@ fn expected(run: &str, n: usize) -> BTreeMap<(String, String), u64> {
     out
 }
 
+/// What one instance of the admin-events processor outputs for the input as it sits on its
+/// topic: the newest occurrences per admin event id, and the alert ids.
+fn single_instance(s: &Settings) -> (BTreeMap<String, u64>, std::collections::BTreeSet<String>) {
+    let t = &s.kafka.topics;
+    let mut p = AdminEvents::new(
+        s.processors.admin_events.clone(),
+        &t.scan_failures,
+        &t.admin_events,
+        &t.alerts,
+        &s.processors.alert_rules,
+    )
+    .unwrap();
+    let mut states: BTreeMap<i32, <AdminEvents as Processor>::State> = BTreeMap::new();
+    let mut out = Outputs::default();
+    for r in read_partitioned(s, &t.scan_failures) {
+        let rec = InRecord {
+            topic: &t.scan_failures,
+            partition: r.partition,
+            offset: r.offset,
+            timestamp_ms: r.timestamp_ms,
+            key: r.key.as_deref(),
+            payload: &r.payload,
+        };
+        p.process(states.entry(r.partition).or_default(), &rec, &mut out)
+            .unwrap();
+    }
+    let (events, alerts) = (
+        Codec::<AdminEvent>::new().unwrap(),
+        Codec::<Alert>::new().unwrap(),
+    );
+    let mut newest: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut alert_ids = std::collections::BTreeSet::new();
+    for r in out.records {
+        if r.topic == t.admin_events {
+            let e = events.decode(&r.payload).unwrap();
+            let slot = newest.entry(e.id.clone()).or_default();
+            if e.version as u64 >= slot.0 {
+                *slot = (e.version as u64, e.occurrences as u64);
+            }
+        } else if r.topic == t.alerts {
+            alert_ids.insert(alerts.decode(&r.payload).unwrap().alert_id);
+        }
+    }
+    (
+        newest.into_iter().map(|(id, (_, n))| (id, n)).collect(),
+        alert_ids,
+    )
+}
+
 #[derive(Debug, clickhouse::Row, serde::Deserialize)]
 struct Occ {
     image: String,
@@ -87,7 +139,16 @@ async fn scaling_and_killing_members_ends_with_the_output_of_one_instance() {
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let t0 = now_micros();
     let total = 900;
-    let start = |args: &[&str]| Role::start(args, &env);
+    // Each member logs to its own file, kept for a failed run to be read.
+    let logs = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("chaos-{run}"));
+    std::fs::create_dir_all(&logs).unwrap();
+    eprintln!("chaos: member logs in {}", logs.display());
+    let started = std::cell::Cell::new(0);
+    let start = |args: &[&str]| {
+        started.set(started.get() + 1);
+        let log = logs.join(format!("{}-{}.log", args.join("-"), started.get()));
+        Role::start_logged(args, &env, Some(log), "info")
+    };
     let mut procs = vec![start(&["process", "admin-events"])];
     let mut loaders = vec![start(&["sink", "clickhouse"])];
 
@@ -147,26 +208,26 @@ async fn scaling_and_killing_members_ends_with_the_output_of_one_instance() {
     let fed = slice * steps.len();
     let want = expected(&run, fed);
     let ch = s.clickhouse.client();
-    let got = eventually(300, "every failure counted in ClickHouse", || {
-        let ch = ch.clone();
-        let want = want.clone();
-        async move {
-            let rows: Vec<Occ> = ch
-                .query(
-                    "SELECT image, reason, toUInt64(occurrences) AS occurrences \
-                     FROM admin_events FINAL",
-                )
-                .fetch_all()
-                .await
-                .ok()?;
-            let got: BTreeMap<(String, String), u64> = rows
-                .into_iter()
-                .map(|r| ((r.image, r.reason), r.occurrences))
-                .collect();
-            (got == want).then_some(got)
-        }
-    })
-    .await;
+    let occurrences = || async {
+        let rows: Vec<Occ> = ch
+            .query(
+                "SELECT image, reason, toUInt64(occurrences) AS occurrences \
+                 FROM admin_events FINAL",
+            )
+            .fetch_all()
+            .await
+            .unwrap_or_default();
+        rows.into_iter()
+            .map(|r| ((r.image, r.reason), r.occurrences))
+            .collect::<BTreeMap<(String, String), u64>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut got = occurrences().await;
+    while got != want && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        got = occurrences().await;
+    }
+    assert_eq!(got, want, "every failure counted once in ClickHouse");
     assert_eq!(got.len(), IMAGES * 2, "every image failed for both reasons");
     let physical: u64 = ch
         .query("SELECT count() FROM admin_events")
@@ -189,6 +250,47 @@ async fn scaling_and_killing_members_ends_with_the_output_of_one_instance() {
         physical - collapsed
     );
     assert_eq!(failure_rows, fed as u64, "every failure landed once");
+
+    // Byte for byte what one instance makes of the same input: events by id, and alerts.
+    let (events, alert_ids) = tokio::task::spawn_blocking({
+        let s = s.clone();
+        move || single_instance(&s)
+    })
+    .await
+    .unwrap();
+    #[derive(Debug, clickhouse::Row, serde::Deserialize)]
+    struct ById {
+        id: String,
+        occurrences: u64,
+    }
+    let by_id: BTreeMap<String, u64> = ch
+        .query("SELECT id, toUInt64(occurrences) AS occurrences FROM admin_events FINAL")
+        .fetch_all::<ById>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.occurrences))
+        .collect();
+    assert_eq!(by_id, events, "admin events equal a single instance's");
+    let alerts: std::collections::BTreeSet<String> = eventually(120, "every alert", || {
+        let ch = ch.clone();
+        let want = alert_ids.clone();
+        async move {
+            let got: Vec<String> = ch
+                .query("SELECT DISTINCT alert_id FROM alerts")
+                .fetch_all()
+                .await
+                .ok()?;
+            let got: std::collections::BTreeSet<String> = got.into_iter().collect();
+            (got.len() >= want.len()).then_some(got)
+        }
+    })
+    .await;
+    assert_eq!(alerts, alert_ids, "alerts equal a single instance's");
+    eprintln!(
+        "chaos: {} alerts, as one instance raises them",
+        alerts.len()
+    );
     drop(procs);
     drop(loaders);
 }
