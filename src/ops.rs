@@ -74,6 +74,25 @@ pub fn set_assigned(stage: &str, assigned: bool) {
         .insert(stage.to_string(), assigned);
 }
 
+fn holding() -> &'static Mutex<BTreeMap<String, String>> {
+    static HOLDING: OnceLock<Mutex<BTreeMap<String, String>>> = OnceLock::new();
+    HOLDING.get_or_init(Default::default)
+}
+
+/// Records that a stage holds a batch its destination will not take now (`Some(reason)`), or
+/// that it writes again (`None`). `/readyz` answers 503 while any stage holds.
+pub fn set_holding(stage: &str, reason: Option<&str>) {
+    let mut holding = holding().lock().unwrap_or_else(|p| p.into_inner());
+    match reason {
+        Some(r) => {
+            holding.insert(stage.to_string(), r.to_string());
+        }
+        None => {
+            holding.remove(stage);
+        }
+    }
+}
+
 /// Milliseconds since the process's first liveness registration.
 fn clock_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
@@ -125,10 +144,13 @@ impl Drop for Liveness {
 
 /// Liveness: the consume loops that made no progress for `timeout`.
 pub fn stuck_loops(timeout: Duration) -> Vec<String> {
+    stuck_at(clock_ms(), timeout)
+}
+
+fn stuck_at(now: u64, timeout: Duration) -> Vec<String> {
     if timeout.is_zero() {
         return Vec::new();
     }
-    let now = clock_ms();
     loops()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -148,6 +170,11 @@ pub async fn readiness(settings: &Settings) -> Result<(), Vec<String>> {
         if !assigned {
             problems.push(format!("{stage}: no partitions assigned yet"));
         }
+    }
+    for (stage, reason) in holding().lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        problems.push(format!(
+            "{stage}: destination unavailable, batch held: {reason}"
+        ));
     }
     let kafka = settings.kafka.clone();
     let broker = tokio::task::spawn_blocking(move || -> Result<(), String> {
@@ -244,4 +271,37 @@ pub async fn serve(settings: Settings, mut shutdown: Shutdown) -> anyhow::Result
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(now: u64, stage: &str) -> bool {
+        stuck_at(now, Duration::from_secs(60))
+            .iter()
+            .any(|l| l.starts_with(&format!("{stage}:")))
+    }
+
+    #[test]
+    fn a_loop_that_stops_beating_is_reported_stuck_and_a_finished_one_is_forgotten() {
+        let live = liveness("test.loop");
+        live.beat();
+        let now = clock_ms();
+        assert!(
+            !listed(now, "test.loop"),
+            "a loop that just went round is alive"
+        );
+        assert!(!listed(now + 59_000, "test.loop"));
+        assert!(listed(now + 61_000, "test.loop"), "no progress for 61 s");
+        assert!(
+            stuck_at(now + 61_000, Duration::ZERO).is_empty(),
+            "0 disables the check"
+        );
+        drop(live);
+        assert!(
+            !listed(now + 61_000, "test.loop"),
+            "a loop that ended is not stuck"
+        );
+    }
 }

@@ -266,6 +266,7 @@ async fn write_batch<S: Sink>(
         loop {
             match sink.write(&batch.records[lo..hi]).await {
                 Ok(rejected) => {
+                    crate::ops::set_holding(stage, None);
                     for r in rejected {
                         let origin = &batch.origins[lo + r.index];
                         tracing::warn!(stage, topic, partition = origin.partition,
@@ -275,6 +276,7 @@ async fn write_batch<S: Sink>(
                     break;
                 }
                 Err(SinkError::Unavailable(reason)) => {
+                    crate::ops::set_holding(stage, Some(&reason));
                     tracing::warn!(stage, %reason, retry_in_ms = backoff.as_millis() as u64,
                         "destination unavailable; holding the batch, nothing committed");
                     if shutdown.is_triggered() {
@@ -287,6 +289,7 @@ async fn write_batch<S: Sink>(
                     backoff = (backoff * 2).min(Duration::from_millis(cfg.retry_max_backoff_ms));
                 }
                 Err(SinkError::Rejected(reason)) if hi - lo == 1 => {
+                    crate::ops::set_holding(stage, None);
                     let origin = &batch.origins[lo];
                     tracing::warn!(stage, topic, partition = origin.partition,
                         offset = origin.offset, %reason, "row rejected; sent to the dead-letter topic");

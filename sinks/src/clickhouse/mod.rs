@@ -57,24 +57,45 @@ impl ClickHouseConfig {
     }
 }
 
-/// Sorts a ClickHouse error into "try again later" and "these rows are bad". Exceptions about
-/// the table, the server's load or access are not the rows' fault: the batch is held and retried
-/// (and the log says why) rather than dead-lettered.
+/// Sorts a ClickHouse error into "these rows are bad" and "try again later". Only exceptions
+/// about a row's content are the rows' fault (their rows are isolated and dead-lettered); any
+/// condition of the server, the table or the account (read-only, no permission, disk full, too
+/// many parts, timeouts) and every code not known to be about content hold the batch, which is
+/// retried and never dead-lettered.
 pub(crate) fn classify(e: ::clickhouse::error::Error) -> SinkError {
     use ::clickhouse::error::Error as E;
     match e {
         E::BadResponse(msg) => match exception_code(&msg) {
-            // UNKNOWN_TABLE, NO_SUCH_COLUMN_IN_TABLE, UNKNOWN_DATABASE, TIMEOUT_EXCEEDED,
-            // UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD, TOO_MANY_SIMULTANEOUS_QUERIES,
-            // MEMORY_LIMIT_EXCEEDED, TABLE_IS_READ_ONLY, TOO_MANY_PARTS, AUTHENTICATION_FAILED
-            Some(60 | 16 | 81 | 159 | 192 | 193 | 194 | 202 | 241 | 242 | 252 | 516) | None => {
-                SinkError::Unavailable(msg)
-            }
-            Some(_) => SinkError::Rejected(msg),
+            Some(code) if ROW_CONTENT_CODES.contains(&code) => SinkError::Rejected(msg),
+            _ => SinkError::Unavailable(msg),
         },
         other => SinkError::Unavailable(other.to_string()),
     }
 }
+
+/// ClickHouse exception codes that blame the data of an inserted row.
+const ROW_CONTENT_CODES: &[u32] = &[
+    6,   // CANNOT_PARSE_TEXT
+    25,  // CANNOT_PARSE_ESCAPE_SEQUENCE
+    26,  // CANNOT_PARSE_QUOTED_STRING
+    27,  // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    32,  // ATTEMPT_TO_READ_AFTER_EOF
+    33,  // CANNOT_READ_ALL_DATA
+    38,  // CANNOT_PARSE_DATE
+    41,  // CANNOT_PARSE_DATETIME
+    53,  // TYPE_MISMATCH
+    69,  // ARGUMENT_OUT_OF_BOUND
+    70,  // CANNOT_CONVERT_TYPE
+    72,  // CANNOT_PARSE_NUMBER
+    117, // INCORRECT_DATA
+    128, // TOO_LARGE_ARRAY_SIZE
+    131, // TOO_LARGE_STRING_SIZE
+    190, // SIZES_OF_ARRAYS_DOESNT_MATCH
+    321, // VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    349, // CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+    395, // FUNCTION_THROW_IF_VALUE_IS_NON_ZERO (a table's check on a column)
+    469, // VIOLATED_CONSTRAINT
+];
 
 /// The `Code: N` of a ClickHouse exception message.
 fn exception_code(msg: &str) -> Option<u32> {
@@ -102,6 +123,38 @@ mod tests {
         assert!(matches!(
             classify(::clickhouse::error::Error::TimedOut),
             SinkError::Unavailable(_)
+        ));
+    }
+
+    #[test]
+    fn server_and_account_conditions_and_unknown_codes_hold_the_batch() {
+        for (code, what) in [
+            (164, "READONLY"),
+            (243, "NOT_ENOUGH_SPACE"),
+            (291, "DATABASE_ACCESS_DENIED"),
+            (497, "ACCESS_DENIED"),
+            (252, "TOO_MANY_PARTS"),
+            (159, "TIMEOUT_EXCEEDED"),
+            (99_999, "a code this version does not know"),
+        ] {
+            let msg = format!("Code: {code}, e.displayText() = DB::Exception: {what}");
+            assert!(
+                matches!(
+                    classify(::clickhouse::error::Error::BadResponse(msg)),
+                    SinkError::Unavailable(_)
+                ),
+                "{code} {what} holds"
+            );
+        }
+        let no_code = "DB::Exception without a code";
+        assert!(matches!(
+            classify(::clickhouse::error::Error::BadResponse(no_code.into())),
+            SinkError::Unavailable(_)
+        ));
+        let check = "Code: 395, e.displayText() = DB::Exception: Value passed to 'throwIf'";
+        assert!(matches!(
+            classify(::clickhouse::error::Error::BadResponse(check.into())),
+            SinkError::Rejected(_)
         ));
     }
 }
