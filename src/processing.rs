@@ -312,18 +312,63 @@ where
             key: msg.key(),
             payload: msg.payload().unwrap_or_default(),
         };
-        let result = self
-            .processor
-            .process(&mut part.state, &record, &mut self.outputs);
+        let before = self.outputs.records.len();
+        // A panic is a bug, but it must not stop the partition for good: the record that caused
+        // it is dead-lettered with the panic's message, like any record that cannot be
+        // processed. (What the processor changed before panicking stays in its state.)
+        let processor = &mut self.processor;
+        let outputs = &mut self.outputs;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            processor.process(&mut part.state, &record, outputs)
+        }))
+        .unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            outputs.records.truncate(before);
+            Err(ProcessError::Panicked(why))
+        });
         part.pending = Some(offset);
+        // Outputs the topics cannot hold are not forwarded: the input goes to the dead-letter
+        // topic (truncated if need be) and the stage moves on.
+        let limit = self.producer.max_record_size();
+        let mut too_large = Vec::new();
+        let mut i = before;
+        while i < self.outputs.records.len() {
+            let r = &self.outputs.records[i];
+            let size = r.key.len() + r.payload.len();
+            if size > limit {
+                too_large.push(format!(
+                    "output to {} of {size} bytes exceeds kafka.max_message_bytes",
+                    r.topic
+                ));
+                self.outputs.records.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        if !too_large.is_empty() {
+            tracing::warn!(processor = self.processor.name(), topic = %self.input, partition, offset,
+                reason = %too_large.join("; "), "output too large; input sent to the dead-letter topic");
+            self.dlq
+                .send(
+                    &self.input,
+                    &origin_of(msg),
+                    "too_large",
+                    &too_large.join("; "),
+                )
+                .await?;
+        }
         if let Err(e) = result {
             let name = self.processor.name();
             tracing::warn!(processor = name, topic = %self.input, partition, offset, error = %e,
                 "record sent to the dead-letter topic");
-            if let ProcessError::Encode(_) = e {
+            if let ProcessError::Encode(_) | ProcessError::Panicked(_) = e {
                 tracing::error!(
                     processor = name,
-                    "an output did not encode: a bug, not bad input"
+                    "an output did not encode or the processor panicked: a bug, not bad input"
                 );
             }
             self.dlq
@@ -367,12 +412,15 @@ where
         self.outputs.records.clear();
 
         // Changelog: per partition its changes, its applied marker, and a snapshot when due.
+        let limit = self.producer.max_record_size().saturating_sub(64);
         let mut changes: Vec<(i32, Change)> = Vec::new();
         let mut snapshots: Vec<(i32, usize)> = Vec::new();
         for (&p, part) in self.parts.iter_mut() {
             let before = changes.len();
             for c in part.state.drain_changes() {
-                changes.push((p, c));
+                if fits_changelog(&c, limit) {
+                    changes.push((p, c));
+                }
             }
             if let Some(offset) = part.pending.take() {
                 part.applied = offset;
@@ -389,7 +437,13 @@ where
                         value: Some(Vec::new()),
                     },
                 ));
-                changes.extend(part.state.snapshot().into_iter().map(|c| (p, c)));
+                changes.extend(
+                    part.state
+                        .snapshot()
+                        .into_iter()
+                        .filter(|c| fits_changelog(c, limit))
+                        .map(|c| (p, c)),
+                );
                 changes.push((p, applied_marker(part.applied)));
                 part.since_snapshot = 0;
             }
@@ -428,6 +482,19 @@ where
             .record(started.elapsed().as_secs_f64());
         Ok(())
     }
+}
+
+/// A state entry too large for the changelog cannot be persisted: it is kept in memory only
+/// (lost at the next restore) rather than failing every flush of the partition for good.
+fn fits_changelog(c: &Change, limit: usize) -> bool {
+    let size = c.key.len() + c.value.as_ref().map_or(0, Vec::len);
+    if size > limit {
+        tracing::error!(key = %c.key.chars().take(80).collect::<String>(), size,
+            "state entry too large for the changelog; kept in memory only");
+        metrics::counter!("secpipe_changelog_oversized_total").increment(1);
+        return false;
+    }
+    true
 }
 
 fn applied_marker(offset: i64) -> Change {

@@ -314,6 +314,10 @@ fn offsets_of(topic: &str, next: &BTreeMap<i32, i64>) -> BTreeMap<(String, i32),
         .collect()
 }
 
+/// Bytes of a dead letter besides its payload, error, stage, key and topic (Avro framing,
+/// numbers, the header), with room to spare.
+const DEAD_LETTER_FRAMING: usize = 1024;
+
 /// Producer of dead-letter records for one stage.
 pub struct DeadLetters {
     producer: EventProducer,
@@ -343,7 +347,7 @@ impl DeadLetters {
     ) -> anyhow::Result<()> {
         metrics::counter!("secpipe_dead_letters_total", "stage" => self.stage.clone(), "cause" => cause)
             .increment(1);
-        let letter = DeadLetter {
+        let mut letter = DeadLetter {
             stage: self.stage.clone(),
             topic: topic.to_string(),
             partition: origin.partition,
@@ -353,11 +357,29 @@ impl DeadLetters {
             error: error.to_string(),
             failed_at: now_micros(),
         };
+        // A record too large for the topics is kept as a truncated copy, so that the letter
+        // itself fits and the stage moves on; the error says how much was cut.
+        let room = self
+            .producer
+            .max_record_size()
+            .saturating_sub(DEAD_LETTER_FRAMING + letter.error.len() + letter.stage.len())
+            .saturating_sub(2 * letter.key.as_ref().map_or(0, Vec::len) + topic.len());
+        if letter.payload.len() > room {
+            let size = letter.payload.len();
+            letter.payload.truncate(room);
+            letter.error = format!(
+                "{} [record of {size} bytes at {topic}/{}@{}; payload truncated to its first {room} bytes to fit kafka.max_message_bytes]",
+                letter.error, origin.partition, origin.offset
+            );
+            if let Some(key) = &mut letter.key {
+                key.truncate(room / 4);
+            }
+        }
         let payload = self.codec.encode(&letter)?;
         self.producer
             .send(OutRecord {
                 topic: &self.topic,
-                key: origin.key.as_deref().unwrap_or_default(),
+                key: letter.key.as_deref().unwrap_or_default(),
                 payload: &payload,
                 headers: &[("secpipe-stage", self.stage.as_bytes())],
                 partition: None,

@@ -34,6 +34,7 @@ pub async fn create_all(settings: &Settings) -> anyhow::Result<Vec<String>> {
     let cfg = &settings.kafka;
     let admin: AdminClient<DefaultClientContext> = cfg.client_config("admin").create()?;
     let names = all(settings);
+    let max_message_bytes = cfg.max_message_bytes.to_string();
     let topics: Vec<NewTopic> = names
         .iter()
         .map(|name| {
@@ -41,7 +42,9 @@ pub async fn create_all(settings: &Settings) -> anyhow::Result<Vec<String>> {
                 name,
                 cfg.partitions,
                 TopicReplication::Fixed(cfg.replication_factor),
-            );
+            )
+            // The brokers hold what secpipe's producers are built to write, and no more.
+            .set("max.message.bytes", &max_message_bytes);
             // State changelogs only need each key's last value.
             if name.starts_with(&settings.processors.changelog_prefix) {
                 topic.set("cleanup.policy", "compact")

@@ -111,6 +111,9 @@ pub enum ProcessError {
     Decode(#[from] secpipe_schemas::DecodeError),
     #[error("cannot encode output: {0}")]
     Encode(#[from] secpipe_schemas::EncodeError),
+    /// The processor panicked on the record (a bug); the runtime caught it.
+    #[error("processor panicked: {0}")]
+    Panicked(String),
 }
 
 /// A stream processor.

@@ -100,6 +100,11 @@ pub struct KafkaConfig {
     /// secpipe's stages keep polling (paused) while a destination is down, so this only
     /// catches a hung stage. Default 300000 ms.
     pub max_poll_interval_ms: u64,
+    /// Largest record (key, value and headers) secpipe writes, in bytes: producers are built
+    /// for it, `secpipe topics create` gives topics this `max.message.bytes`, and a record over
+    /// it is refused before it is sent (413 at the gateway, a truncated dead letter in a stage).
+    /// Default 1000000, librdkafka's and Kafka's usual limit.
+    pub max_message_bytes: usize,
     /// Partitions of each topic that `secpipe topics create` makes. Default 3.
     pub partitions: i32,
     /// Replication factor of created topics. Default 1 (the local single broker).
@@ -117,6 +122,7 @@ impl Default for KafkaConfig {
             linger_ms: 5,
             session_timeout_ms: 6_000,
             max_poll_interval_ms: 300_000,
+            max_message_bytes: 1_000_000,
             fetch_wait_max_ms: 20,
             partitions: 3,
             replication_factor: 1,
@@ -148,6 +154,29 @@ pub enum ProduceError {
     /// The producer could not be created from its configuration.
     #[error("producer configuration: {0}")]
     Config(String),
+    /// The record is larger than `kafka.max_message_bytes`; nothing was sent.
+    #[error("a record of {size} bytes for {topic} exceeds kafka.max_message_bytes ({limit})")]
+    TooLarge {
+        topic: String,
+        size: usize,
+        limit: usize,
+    },
+}
+
+/// Room left in `kafka.max_message_bytes` for the record batch framing around one record.
+pub const RECORD_OVERHEAD: usize = 1024;
+
+impl OutRecord<'_> {
+    /// Bytes the record occupies, framing aside.
+    pub fn size(&self) -> usize {
+        self.key.len()
+            + self.payload.len()
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+    }
 }
 
 impl ProduceError {
@@ -194,6 +223,7 @@ pub struct Ack {
 pub struct EventProducer {
     inner: FutureProducer,
     timeout: Duration,
+    max_message_bytes: usize,
 }
 
 impl EventProducer {
@@ -207,18 +237,41 @@ impl EventProducer {
             .set("linger.ms", cfg.linger_ms.to_string())
             .set("message.timeout.ms", cfg.message_timeout_ms.to_string())
             .set("queue.buffering.max.messages", "1000000")
+            .set("message.max.bytes", cfg.max_message_bytes.to_string())
             .create()
             .map_err(|e| ProduceError::Config(e.to_string()))?;
         Ok(Self {
             inner,
             timeout: Duration::from_millis(cfg.message_timeout_ms),
+            max_message_bytes: cfg.max_message_bytes,
         })
+    }
+
+    /// Largest `OutRecord::size` this producer sends.
+    pub fn max_record_size(&self) -> usize {
+        self.max_message_bytes.saturating_sub(RECORD_OVERHEAD)
+    }
+
+    /// Refuses a record the topics cannot hold, before anything is sent.
+    pub fn check_size(&self, r: &OutRecord<'_>) -> Result<(), ProduceError> {
+        let size = r.size();
+        if size > self.max_record_size() {
+            return Err(ProduceError::TooLarge {
+                topic: r.topic.to_string(),
+                size,
+                limit: self.max_record_size(),
+            });
+        }
+        Ok(())
     }
 
     /// Produces every record and waits until the broker acknowledged all of them. On error some
     /// records may have been written: callers rely on stable record ids downstream, never on
     /// "all or none" from Kafka.
     pub async fn send_all(&self, records: &[OutRecord<'_>]) -> Result<Vec<Ack>, ProduceError> {
+        for r in records {
+            self.check_size(r)?;
+        }
         let mut pending = Vec::with_capacity(records.len());
         for r in records {
             let mut record = FutureRecord::to(r.topic).key(r.key).payload(r.payload);
