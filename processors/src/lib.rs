@@ -65,12 +65,14 @@ pub struct Counters {
 }
 
 impl std::ops::AddAssign for Counters {
+    /// Saturating: the runtime keeps adding batch counters for as long as it runs, and a
+    /// metric that sticks at `u64::MAX` is better than a stage that panics.
     fn add_assign(&mut self, o: Self) {
-        self.dedupe_hits += o.dedupe_hits;
-        self.rate_limited += o.rate_limited;
-        self.expired += o.expired;
-        self.redacted += o.redacted;
-        self.alerts += o.alerts;
+        self.dedupe_hits = self.dedupe_hits.saturating_add(o.dedupe_hits);
+        self.rate_limited = self.rate_limited.saturating_add(o.rate_limited);
+        self.expired = self.expired.saturating_add(o.expired);
+        self.redacted = self.redacted.saturating_add(o.redacted);
+        self.alerts = self.alerts.saturating_add(o.alerts);
     }
 }
 

@@ -155,8 +155,10 @@ fn is_value_end(c: u8) -> bool {
 
 /// The end of an already redacted value starting at `start`, if there is one.
 fn redacted_at(s: &str, start: usize) -> Option<usize> {
-    let end = start + PREFIX.len() + 32;
-    (s.len() >= end && is_redacted(&s[start..end])).then_some(end)
+    let end = start.checked_add(PREFIX.len() + 32)?;
+    // `get`, not indexing: `end` can fall inside a multi-byte character of the text, and
+    // slicing there would panic (in the gateway, and in the processor on every restart).
+    s.get(start..end).filter(|v| is_redacted(v)).map(|_| end)
 }
 
 /// The byte range of the first secret in `s` (an already redacted value counts as one, so that
@@ -255,6 +257,53 @@ mod tests {
             "",
         ] {
             assert_eq!(redact(t), (t.to_string(), 0));
+        }
+    }
+
+    #[test]
+    fn a_redacted_looking_prefix_cut_inside_a_multibyte_character_does_not_panic() {
+        // 31 hex digits, then a 2-byte character: 41 bytes after the value's start end inside
+        // it, so the "already redacted?" check must not slice there.
+        let text = format!("token={PREFIX}{}é tail", "a".repeat(31));
+        let (s, n) = redact(&text);
+        assert_eq!(n, 1, "{s}");
+        assert!(
+            s.starts_with("token=redacted:") && s.ends_with(" tail"),
+            "{s}"
+        );
+        let (s, n) = redact(&format!("Bearer {PREFIX}{}ü", "0".repeat(31)));
+        assert_eq!(n, 1, "{s}");
+    }
+
+    #[test]
+    fn any_mix_of_secret_shapes_and_multibyte_text_redacts_without_panicking() {
+        // Every 3-piece text over fragments that start or end the rules' scans, next to
+        // multi-byte characters: no slice of the scanner may land inside one.
+        const PIECES: [&str; 12] = [
+            "é",
+            "ü€",
+            "token=",
+            "Authorization: ",
+            "Bearer ",
+            "eyJ",
+            "a.b.c",
+            "redacted:",
+            // One hex digit short of a fingerprint: 41 bytes on lands in what follows.
+            "redacted:0123456789abcdef0123456789abcde",
+            "=",
+            ":",
+            " ",
+        ];
+        let r = Redactor::new("k");
+        for a in PIECES {
+            for b in PIECES {
+                for c in PIECES {
+                    let mut text = format!("{a}{b}{c}");
+                    r.redact_text(&mut text);
+                    let mut again = text.clone();
+                    assert_eq!(r.redact_text(&mut again), 0, "not idempotent: {text}");
+                }
+            }
         }
     }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     alerts::{AlertRule, Draft},
-    Change, InRecord, Outputs, PartitionState, ProcessError, Processor, StateStore,
+    secs_to_micros, Change, InRecord, Outputs, PartitionState, ProcessError, Processor, StateStore,
 };
 
 const DAY_MICROS: i64 = 86_400 * 1_000_000;
@@ -140,7 +140,7 @@ impl ScanResults {
             .filter(|s| s.status == "❌")
             .map(|s| s.scanner.as_str())
             .collect();
-        let critical: i64 = report.report_summary.iter().map(|s| s.critical).sum();
+        let critical = saturating_sum(report.report_summary.iter().map(|s| s.critical));
         for rule in &self.rules {
             let (title, dedup_key) = match rule {
                 AlertRule::ScanFailed { .. } if !failing.is_empty() => (
@@ -233,7 +233,7 @@ impl Processor for ScanResults {
             .or_else(|| report.repo_context.repository_uri.clone())
             .unwrap_or_else(|| "(unknown)".into());
         let branch = report.repo_context.branch.clone().unwrap_or_default();
-        let day = report.received_at.div_euclid(DAY_MICROS) as i32;
+        let day = day_of(report.received_at);
         for s in &report.report_summary {
             let id = ScanRollup::derive_id(&repo, &branch, day, &s.scanner);
             let rollup = match state.rollups.get_mut(&id) {
@@ -261,13 +261,17 @@ impl Processor for ScanResults {
                     state.rollups.get_mut(&id).expect("just inserted")
                 }
             };
-            rollup.scans += 1;
-            rollup.failed_scans += i64::from(s.status == "❌");
-            rollup.critical += s.critical;
-            rollup.high += s.high;
-            rollup.medium += s.medium;
-            rollup.low += s.low;
-            rollup.version += 1;
+            // Counts come from the request (or from whatever else wrote the topic): saturating,
+            // so hostile ones cannot overflow and dead-letter every later scan of the day.
+            rollup.scans = rollup.scans.saturating_add(1);
+            rollup.failed_scans = rollup
+                .failed_scans
+                .saturating_add(i64::from(s.status == "❌"));
+            rollup.critical = rollup.critical.saturating_add(s.critical);
+            rollup.high = rollup.high.saturating_add(s.high);
+            rollup.medium = rollup.medium.saturating_add(s.medium);
+            rollup.low = rollup.low.saturating_add(s.low);
+            rollup.version = rollup.version.saturating_add(1);
             rollup.updated_at = rollup.updated_at.max(report.received_at);
             let bytes = self.rollups.encode(rollup)?;
             out.push(&self.topics.rollups, repo.clone(), bytes);
@@ -278,7 +282,7 @@ impl Processor for ScanResults {
             .is_none_or(|s| s.scanned_at <= report.received_at);
         if newer {
             let sum = |f: fn(&secpipe_schemas::scan::ScannerSummary) -> i64| -> i64 {
-                report.report_summary.iter().map(f).sum()
+                saturating_sum(report.report_summary.iter().map(f))
             };
             let failing: Vec<String> = report
                 .report_summary
@@ -312,15 +316,31 @@ impl Processor for ScanResults {
     }
 
     fn tick(&mut self, state: &mut ScanResultsState, now_micros: i64, _out: &mut Outputs) {
-        let horizon = self.cfg.dedupe_horizon_secs as i64 * 1_000_000;
-        state
-            .seen
-            .retain(|_, &received| received > now_micros - horizon);
+        // Saturating throughout: the horizon is config, `now` the wall clock, and a rollup's
+        // day comes from a record's `received_at`, which can be anything a producer wrote.
+        let forget_before = now_micros.saturating_sub(secs_to_micros(self.cfg.dedupe_horizon_secs));
+        state.seen.retain(|_, &received| received > forget_before);
         // A day's rollup is final two days later (late scans of that day are rare).
-        state
-            .rollups
-            .retain(|_, r| i64::from(r.day) * DAY_MICROS + 3 * DAY_MICROS > now_micros);
+        state.rollups.retain(|_, r| {
+            i64::from(r.day)
+                .saturating_add(3)
+                .saturating_mul(DAY_MICROS)
+                > now_micros
+        });
     }
+}
+
+/// The UTC day (days since 1970-01-01) of `micros`. Every i64 fits: `i64::MAX / DAY_MICROS` is
+/// about 1.07e8 days, far inside i32; the clamp only documents that no cast can wrap.
+fn day_of(micros: i64) -> i32 {
+    let day = micros.div_euclid(DAY_MICROS);
+    i32::try_from(day).unwrap_or(if day < 0 { i32::MIN } else { i32::MAX })
+}
+
+/// The sum of finding counts, sticking at the bounds instead of overflowing (which panics in
+/// debug builds and wraps to a negative count in release builds).
+fn saturating_sum(counts: impl Iterator<Item = i64>) -> i64 {
+    counts.fold(0, i64::saturating_add)
 }
 
 #[cfg(test)]
@@ -476,6 +496,63 @@ mod tests {
         );
         assert_eq!(alerts[0].severity, "critical");
         assert_eq!(alerts[1].dedup_key, "scan_failed/web/main");
+    }
+
+    #[test]
+    fn hostile_counts_and_times_saturate_instead_of_overflowing() {
+        let mut p = processor();
+        let mut state = ScanResultsState::default();
+        let huge = |id: &str, at: i64| {
+            let mut r = Codec::<ScanReport>::new()
+                .unwrap()
+                .decode(&report(id, "web", "main", at, i64::MAX, "❌"))
+                .unwrap();
+            // Two scanners, so the per-report sums overflow too, not only the rollups.
+            r.report_summary.push(r.report_summary[0].clone());
+            r.report_summary[1].scanner = "other".into();
+            r.report_summary[1].high = i64::MAX;
+            Codec::<ScanReport>::new().unwrap().encode(&r).unwrap()
+        };
+        let out = feed(
+            &mut p,
+            &mut state,
+            &[
+                huge("a", i64::MAX),
+                huge("b", i64::MAX),
+                huge("c", i64::MIN),
+                huge("d", 0),
+            ],
+        );
+        let codec = Codec::<ScanRollup>::new().unwrap();
+        let last_at_max = out
+            .records
+            .iter()
+            .filter(|r| r.topic == "rollups")
+            .map(|r| codec.decode(&r.payload).unwrap())
+            .filter(|r| r.day == day_of(i64::MAX) && r.scanner == "njs")
+            .last()
+            .unwrap();
+        assert_eq!(
+            (last_at_max.scans, last_at_max.critical, last_at_max.high),
+            (2, i64::MAX, 2)
+        );
+        for now in [i64::MIN, -1, 0, i64::MAX] {
+            p.tick(&mut state, now, &mut Outputs::default());
+        }
+        let mut p = ScanResults::new(
+            ScanResultsConfig {
+                dedupe_horizon_secs: u64::MAX,
+            },
+            ScanResultsTopics {
+                input: "in".into(),
+                rollups: "rollups".into(),
+                status: "status".into(),
+                alerts: "alerts".into(),
+            },
+            &[],
+        )
+        .unwrap();
+        p.tick(&mut state, i64::MIN, &mut Outputs::default());
     }
 
     #[test]

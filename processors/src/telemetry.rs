@@ -351,7 +351,8 @@ impl Processor for Telemetry {
         let payload = if redacted == 0 {
             record.payload.to_vec()
         } else {
-            out.counters.redacted += redacted as u64;
+            let redacted = u64::try_from(redacted).unwrap_or(u64::MAX);
+            out.counters.redacted = out.counters.redacted.saturating_add(redacted);
             self.codec.encode(&ev)?
         };
         out.push(&self.topics.clean, process, payload);

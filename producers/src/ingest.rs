@@ -168,7 +168,7 @@ impl Ingestor {
     /// An NDJSON telemetry batch, per line: valid lines are prepared (redacted), bad lines are
     /// listed in the summary. Fails only when no line is valid.
     pub fn telemetry(&self, body: &[u8]) -> Result<Prepared, IngestError> {
-        let batch = telemetry::parse_ndjson(body, &self.redactor);
+        let batch = telemetry::parse_ndjson(body, &self.redactor, now_micros());
         if batch.events.is_empty() {
             return Err(IngestError::NoValidLine(batch.rejected));
         }
@@ -189,18 +189,28 @@ impl Ingestor {
         Ok(p)
     }
 
-    /// Telemetry events a Rust agent already holds: redacted, encoded, ready to send.
+    /// Telemetry events a Rust agent already holds: checked like NDJSON lines, redacted,
+    /// encoded, ready to send. An event that fails the checks is left out and reported in the
+    /// summary's `rejected`, its `line` being its 1-based position in `events`; fails only when
+    /// no event passes.
     pub fn telemetry_events(&self, events: &mut [TelemetryEvent]) -> Result<Prepared, IngestError> {
-        let mut p = Prepared {
-            summary: json!({"accepted": events.len()}),
-            ..Prepared::default()
-        };
-        for ev in events.iter_mut() {
+        let now = now_micros();
+        let mut p = Prepared::default();
+        let mut rejected = Vec::new();
+        for (i, ev) in events.iter_mut().enumerate() {
+            if let Err(e) = telemetry::checks::check(ev, now) {
+                rejected.push(LineError::new(i + 1, e));
+                continue;
+            }
             self.redactor.redact_event(ev);
             p.push(&self.topics.telemetry, ev.partition_key(), &*ev, |e, b| {
                 self.telemetry.encode_into(e, b)
             })?;
         }
+        if p.is_empty() && !events.is_empty() {
+            return Err(IngestError::NoValidLine(rejected));
+        }
+        p.summary = json!({"accepted": p.len(), "rejected": rejected});
         Ok(p)
     }
 

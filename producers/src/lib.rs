@@ -7,6 +7,7 @@
 pub mod gateway;
 pub mod ingest;
 pub mod kafka;
+pub mod plausible;
 pub mod sarif;
 pub mod scan_failure;
 pub mod scan_report;

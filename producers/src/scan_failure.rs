@@ -6,7 +6,7 @@ use secpipe_schemas::{
 };
 use serde_json::{Map, Value};
 
-use crate::scan_report::InvalidMessage;
+use crate::{plausible, scan_report::InvalidMessage};
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> InvalidMessage {
     InvalidMessage {
@@ -77,9 +77,16 @@ pub fn from_json(v: &Value, received_at: i64) -> Result<Option<ScanFailure>, Inv
         ));
     }
     let cluster = text(obj, "cluster")?;
-    let occurred_at = match obj.get("time").or_else(|| obj.get("occurred_at")) {
-        None | Some(Value::Null) => received_at,
-        Some(t) => parse_time(t).map_err(|r| invalid("time", r))?,
+    // Either spelling; an error names the one the report used.
+    let time = ["time", "occurred_at"]
+        .into_iter()
+        .find_map(|key| obj.get(key).map(|v| (key, v)));
+    let occurred_at = match time {
+        None | Some((_, Value::Null)) => received_at,
+        Some((key, t)) => {
+            let micros = parse_time(t).map_err(|r| invalid(key, r))?;
+            plausible::event_time(key, micros, received_at)?
+        }
     };
     let failure_id = secpipe_schemas::stable_id(
         ScanFailure::FULL_NAME,
@@ -148,24 +155,26 @@ pub fn parse_image(reference: &str) -> Result<Image, String> {
 }
 
 /// RFC 3339 text, or a number of seconds (or milliseconds, when larger than 10^11) since the
-/// epoch; returns microseconds.
+/// epoch; returns microseconds. Only the form is checked here: [`from_json`] then requires a
+/// time from 2000-01-01 to one day after the report was received
+/// ([`plausible::event_time`]).
 pub fn parse_time(v: &Value) -> Result<i64, String> {
     match v {
         Value::String(s) => {
             let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
                 .map_err(|e| format!("'{s}' is not an RFC 3339 time: {e}"))?;
-            Ok((t.unix_timestamp_nanos() / 1_000) as i64)
+            // Years 0..=9999 only, so always inside i64 microseconds.
+            i64::try_from(t.unix_timestamp_nanos() / 1_000)
+                .map_err(|_| format!("'{s}' is not a plausible time"))
         }
         Value::Number(n) => {
             let x = n.as_f64().ok_or("not a number")?;
-            if !(0.0..4.0e12).contains(&x) {
-                return Err(format!("{x} is not a plausible epoch time"));
+            let micros = if x.abs() > 1e11 { x * 1e3 } else { x * 1e6 };
+            // Checked before the cast, which would saturate silently.
+            if !(-9.0e18..9.0e18).contains(&micros) {
+                return Err(format!("{n} is not a plausible epoch time"));
             }
-            Ok(if x > 1e11 {
-                x * 1_000.0
-            } else {
-                x * 1_000_000.0
-            } as i64)
+            Ok(micros as i64)
         }
         _ => Err("expected RFC 3339 text or epoch seconds".into()),
     }
@@ -175,10 +184,13 @@ pub fn parse_time(v: &Value) -> Result<i64, String> {
 mod tests {
     use super::*;
 
+    /// 2026-11-30T09:33:20Z: when the reports of these tests are received.
+    const NOW: i64 = 1_796_031_200_000_000;
+
     #[test]
     fn a_failed_scan_becomes_one_failure_record() {
         let body = br#"{"command":"image scan","image":"quay.io/acme/api:1.4@sha256:abcd","reason":"registry unreachable","source":"cli","cluster":"prod","time":"2026-11-24T06:00:00Z"}"#;
-        let f = parse(body, 9).unwrap().unwrap();
+        let f = parse(body, NOW).unwrap().unwrap();
         assert_eq!(f.command, "image scan");
         assert_eq!(f.image.registry.as_deref(), Some("quay.io"));
         assert_eq!(f.image.repository, "acme/api");
@@ -190,7 +202,10 @@ mod tests {
             ("cli", Some("prod"))
         );
         // The same report posted again has the same id.
-        assert_eq!(parse(body, 10).unwrap().unwrap().failure_id, f.failure_id);
+        assert_eq!(
+            parse(body, NOW + 1).unwrap().unwrap().failure_id,
+            f.failure_id
+        );
     }
 
     #[test]
@@ -233,5 +248,50 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.field, "source");
+    }
+
+    fn at(time: &str) -> Result<Option<ScanFailure>, InvalidMessage> {
+        let body = format!(r#"{{"command":"image scan","image":"x","reason":"r",{time}}}"#);
+        parse(body.as_bytes(), NOW)
+    }
+
+    #[test]
+    fn times_in_seconds_milliseconds_or_rfc_3339_from_2000_to_a_day_ahead_are_accepted() {
+        for time in [
+            r#""time":1796031200"#,
+            r#""time":1796031200000"#,
+            r#""time":1796031200.5"#,
+            r#""time":"2026-11-30T09:33:20Z""#,
+            r#""occurred_at":"2000-01-01T00:00:00Z""#,
+            r#""time":"2026-12-01T09:33:20Z""#,
+        ] {
+            assert!(at(time).is_ok(), "{time}: {:?}", at(time));
+        }
+        assert_eq!(
+            at(r#""time":1796031200"#).unwrap().unwrap().occurred_at,
+            NOW
+        );
+    }
+
+    #[test]
+    fn implausible_times_are_rejected_naming_the_key_the_report_used() {
+        for (time, field) in [
+            (r#""time":-1"#, "time"),
+            (r#""time":0"#, "time"),
+            (r#""time":9223372036854775807"#, "time"),
+            (r#""time":-9223372036854775808"#, "time"),
+            (r#""time":18446744073709551615"#, "time"),
+            (r#""time":1e300"#, "time"),
+            (r#""time":"1999-12-31T23:59:59Z""#, "time"),
+            (r#""time":"2026-12-01T09:33:21Z""#, "time"),
+            (r#""time":"9999-12-31T23:59:59Z""#, "time"),
+            (r#""occurred_at":4611686018427387905"#, "occurred_at"),
+            (r#""occurred_at":true"#, "occurred_at"),
+        ] {
+            let e = at(time).unwrap_err();
+            assert_eq!(e.field, field, "{time}: {e}");
+        }
+        let e = at(r#""time":"1970-01-01T00:00:00Z""#).unwrap_err();
+        assert!(e.reason.contains("before 2000-01-01"), "{e}");
     }
 }

@@ -5,6 +5,8 @@ use secpipe_schemas::scan::{RepoContext, ScanReport, ScannerSummary};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use crate::plausible;
+
 /// Why a message is not an end-of-scan summary.
 #[derive(Debug, Error, PartialEq)]
 #[error("{field}: {reason}")]
@@ -13,6 +15,10 @@ pub struct InvalidMessage {
     pub field: String,
     pub reason: String,
 }
+
+/// Findings one scanner may report in one scan: 0 to a billion. No real scan comes near the
+/// bound, which keeps the sums of counts the scan-results processor keeps far from overflowing.
+pub const FINDINGS: std::ops::RangeInclusive<i64> = 0..=1_000_000_000;
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> InvalidMessage {
     InvalidMessage {
@@ -140,19 +146,16 @@ fn scanner_summary(name: &str, v: &Value) -> Result<ScannerSummary, InvalidMessa
         .as_object()
         .ok_or_else(|| invalid(&path, "expected an object"))?;
     let count = |key: &str| -> Result<i64, InvalidMessage> {
+        let field = || format!("{path}.{key}");
         let n = match obj.get(key) {
             None | Some(Value::Null) => return Ok(0),
             Some(Value::Number(n)) => n.as_i64(),
             Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
             Some(_) => None,
         };
-        match n {
-            Some(n) if n >= 0 => Ok(n),
-            _ => Err(invalid(
-                format!("{path}.{key}"),
-                "expected a non-negative integer",
-            )),
-        }
+        let n = n.ok_or_else(|| invalid(field(), "expected a non-negative integer"))?;
+        plausible::in_range(field(), n, &FINDINGS, "findings of one scanner in one scan")?;
+        Ok(n)
     };
     Ok(ScannerSummary {
         scanner: name.to_string(),
@@ -254,5 +257,27 @@ mod tests {
         assert_eq!(e.field, "repo_context.pullRequest");
         let e = parse(br#"{"id": 5}"#, 0).unwrap_err();
         assert_eq!(e.field, "id");
+    }
+
+    #[test]
+    fn finding_counts_outside_zero_to_a_billion_are_rejected_with_the_field_path() {
+        for count in ["0", "1000000000", "\"42\""] {
+            let body = format!(r#"{{"report_summary":{{"njs":{{"low":{count}}}}}}}"#);
+            assert!(parse(body.as_bytes(), 0).is_ok(), "{count}");
+        }
+        for count in [
+            "-1",
+            "1000000001",
+            "4611686018427387905",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "18446744073709551615",
+            "1.5",
+            "\"-3\"",
+        ] {
+            let body = format!(r#"{{"report_summary":{{"njs":{{"low":{count}}}}}}}"#);
+            let e = parse(body.as_bytes(), 0).unwrap_err();
+            assert_eq!(e.field, "report_summary.njs.low", "{count}: {e}");
+        }
     }
 }

@@ -3,15 +3,39 @@
 //! {...}, ...}`). A batch is accepted per line: valid lines are produced, every bad line is
 //! reported with its number and reason. Secrets are redacted before anything leaves this module.
 use secpipe_processors::redact::Redactor;
-use secpipe_schemas::telemetry::TelemetryEvent;
-use serde::Serialize;
+use secpipe_schemas::telemetry::{
+    Api, AuthTokenSighting, ComponentExit, ComponentStart, DependencyInfo, File, Heartbeat,
+    HostEnvironment, IdentityChange, MemoryWarning, Network, PackageInfo, Process, TelemetryEvent,
+    TelemetryKind, WebappRegistration, WebappUriDiscovery,
+};
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+
+use crate::scan_report::InvalidMessage;
+
+pub mod checks;
 
 /// A line of a batch that was not accepted.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LineError {
     /// 1-based line number in the batch.
     pub line: usize,
+    /// JSON path of the offending field in the line's event (`envelope.pid`,
+    /// `open_descriptors[0].local_port`), `type` for an unknown type, `$` for the whole line.
+    pub field: String,
+    /// Why, starting with the field: `"envelope.pid: -1 is outside 0..=4294967295 (a process
+    /// id)"`.
     pub reason: String,
+}
+
+impl LineError {
+    pub fn new(line: usize, e: InvalidMessage) -> Self {
+        Self {
+            line,
+            reason: e.to_string(),
+            field: e.field,
+        }
+    }
 }
 
 /// The events of a batch, redacted, and the lines that were rejected.
@@ -23,52 +47,109 @@ pub struct Batch {
     pub redactions: usize,
 }
 
-/// Parses an NDJSON batch. Blank lines are skipped.
-pub fn parse_ndjson(body: &[u8], redactor: &Redactor) -> Batch {
+/// Parses an NDJSON batch received at `now_micros` (the receiver's clock, which bounds how far
+/// ahead an event time may be; see [`checks`]). Blank lines are skipped.
+pub fn parse_ndjson(body: &[u8], redactor: &Redactor, now_micros: i64) -> Batch {
     let mut batch = Batch::default();
     for (i, line) in body.split(|&b| b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_slice::<TelemetryEvent>(line) {
-            Ok(mut event) => match validate(&event) {
-                Ok(()) => {
-                    batch.redactions += redactor.redact_event(&mut event);
-                    batch.events.push(event);
-                }
-                Err(reason) => batch.rejected.push(LineError {
-                    line: i + 1,
-                    reason,
-                }),
-            },
-            Err(e) => batch.rejected.push(LineError {
-                line: i + 1,
-                reason: e.to_string(),
-            }),
+        match parse_line(line, now_micros) {
+            Ok(mut event) => {
+                batch.redactions += redactor.redact_event(&mut event);
+                batch.events.push(event);
+            }
+            Err(e) => batch.rejected.push(LineError::new(i + 1, e)),
         }
     }
     batch
 }
 
-fn validate(event: &TelemetryEvent) -> Result<(), String> {
-    let env = event.envelope();
-    if env.event_id.trim().is_empty() {
-        return Err("envelope.event_id: must not be empty".into());
+/// One event in its JSON form, typed and checked; an error names the field.
+pub fn parse_line(line: &[u8], now_micros: i64) -> Result<TelemetryEvent, InvalidMessage> {
+    // The fast path reads the tagged enum straight from the bytes; only a line it refuses is
+    // read again, more slowly, to find the field to name.
+    let event = serde_json::from_slice::<TelemetryEvent>(line).map_err(|e| {
+        explain(line).unwrap_or_else(|| invalid("$", format!("not a telemetry event: {e}")))
+    })?;
+    checks::check(&event, now_micros)?;
+    Ok(event)
+}
+
+/// Why `line` is not a telemetry event, with the field named; `None` if it is one after all.
+fn explain(line: &[u8]) -> Option<InvalidMessage> {
+    let value: Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
+        Err(e) => return Some(invalid("$", format!("not valid JSON: {e}"))),
+    };
+    let kind = match value.get("type") {
+        Some(Value::String(tag)) => match TelemetryKind::from_tag(tag) {
+            Some(kind) => kind,
+            None => {
+                return Some(invalid(
+                    "type",
+                    format!(
+                        "'{tag}' is not one of {}",
+                        TelemetryKind::ALL.map(TelemetryKind::as_str).join(", ")
+                    ),
+                ))
+            }
+        },
+        Some(_) => return Some(invalid("type", "expected a string")),
+        None if value.is_object() => return Some(invalid("type", "missing")),
+        None => return Some(invalid("$", "expected a JSON object")),
+    };
+    typed(kind, &value).err()
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> InvalidMessage {
+    InvalidMessage {
+        field: field.into(),
+        reason: reason.into(),
     }
-    if env.host.trim().is_empty() {
-        return Err("envelope.host: must not be empty".into());
+}
+
+/// The event of type `kind` in `value`. Each type is read on its own (rather than through
+/// [`TelemetryEvent`]'s tagged enum, which buffers the fields and loses their path) so that a
+/// value of the wrong type, such as 2^40 in an `i32` field, is reported with its field's path.
+fn typed(kind: TelemetryKind, value: &Value) -> Result<TelemetryEvent, InvalidMessage> {
+    fn read<T: DeserializeOwned>(value: &Value) -> Result<T, InvalidMessage> {
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "$".to_string() } else { path };
+            invalid(field, e.into_inner().to_string())
+        })
     }
-    if env.event_time <= 0 {
-        return Err("envelope.event_time: expected microseconds since the Unix epoch".into());
-    }
-    Ok(())
+    use TelemetryEvent as E;
+    use TelemetryKind as K;
+    Ok(match kind {
+        K::ComponentStart => E::ComponentStart(read::<ComponentStart>(value)?),
+        K::ComponentExit => E::ComponentExit(read::<ComponentExit>(value)?),
+        K::HostEnvironment => E::HostEnvironment(read::<HostEnvironment>(value)?),
+        K::PackageInfo => E::PackageInfo(read::<PackageInfo>(value)?),
+        K::Api => E::Api(read::<Api>(value)?),
+        K::Heartbeat => E::Heartbeat(read::<Heartbeat>(value)?),
+        K::Network => E::Network(read::<Network>(value)?),
+        K::DependencyInfo => E::DependencyInfo(read::<DependencyInfo>(value)?),
+        K::MemoryWarning => E::MemoryWarning(read::<MemoryWarning>(value)?),
+        K::File => E::File(read::<File>(value)?),
+        K::IdentityChange => E::IdentityChange(read::<IdentityChange>(value)?),
+        K::Process => E::Process(read::<Process>(value)?),
+        K::WebappRegistration => E::WebappRegistration(read::<WebappRegistration>(value)?),
+        K::WebappUriDiscovery => E::WebappUriDiscovery(read::<WebappUriDiscovery>(value)?),
+        K::AuthTokenSighting => E::AuthTokenSighting(read::<AuthTokenSighting>(value)?),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use secpipe_schemas::telemetry::sample;
+
+    /// 2026-11-30T00:53:20Z: after every sample event, as a real receiver's clock is.
+    const NOW: i64 = 1_796_000_000_000_000;
 
     #[test]
     fn good_lines_are_kept_and_bad_lines_reported_by_number() {
@@ -79,7 +160,7 @@ mod tests {
         body.push_str(&serde_json::to_string(&events[1]).unwrap());
         body.push_str("\nnot json\r\n");
         body.push_str(&serde_json::to_string(&events[2]).unwrap());
-        let batch = parse_ndjson(body.as_bytes(), &Redactor::new("k"));
+        let batch = parse_ndjson(body.as_bytes(), &Redactor::new("k"), NOW);
         assert_eq!(batch.events.len(), 3);
         let lines: Vec<usize> = batch.rejected.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![2, 5]);
@@ -93,7 +174,7 @@ mod tests {
     #[test]
     fn token_values_never_survive_parsing() {
         let line = r#"{"type":"auth_token_sighting","envelope":{"event_id":"e1","event_time":1700000000000000,"host":"h","container_id":null,"pod":null,"namespace":null,"pid":7,"app":null},"auth_type":"bearer","token_fingerprint":"eyJhbGciOi.payload.sig","local_port":8080}"#;
-        let batch = parse_ndjson(line.as_bytes(), &Redactor::new("k"));
+        let batch = parse_ndjson(line.as_bytes(), &Redactor::new("k"), NOW);
         assert_eq!(batch.redactions, 1);
         let json = serde_json::to_string(&batch.events[0]).unwrap();
         assert!(!json.contains("eyJhbGciOi"), "{json}");

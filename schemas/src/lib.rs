@@ -19,11 +19,13 @@ pub use codec::{AvroRecord, Codec, Decode, Framing};
 pub use error::{DecodeError, EncodeError, SchemaError};
 pub use scan::stable_id;
 
-/// Microseconds since the Unix epoch, UTC: the unit of every `timestamp-micros` field.
+/// Microseconds since the Unix epoch, UTC: the unit of every `timestamp-micros` field. A clock
+/// set before 1970 reads 0 and one past the year 294,000 reads `i64::MAX`: saturated, not
+/// wrapped to a negative time.
 pub fn now_micros() -> i64 {
     use std::time::{SystemTime, UNIX_EPOCH};
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }

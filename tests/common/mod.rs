@@ -554,3 +554,79 @@ impl Role {
         }
     }
 }
+
+/// An HTTP proxy in front of the real ClickHouse server that can make every query it forwards
+/// read-only (`readonly=1`): the server itself then refuses inserts (Code 164), as it does for a
+/// user switched to a read-only profile.
+pub struct ReadOnlySwitch {
+    pub addr: SocketAddr,
+    readonly: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ReadOnlySwitch {
+    pub async fn start(target: String) -> Self {
+        use axum::{
+            body::Bytes,
+            extract::State,
+            http::{HeaderMap, Method, StatusCode, Uri},
+            response::IntoResponse,
+        };
+        use std::sync::{atomic::AtomicBool, Arc};
+        type Shared = (reqwest::Client, String, Arc<AtomicBool>);
+        async fn forward(
+            State((client, target, readonly)): State<Shared>,
+            method: Method,
+            uri: Uri,
+            headers: HeaderMap,
+            body: Bytes,
+        ) -> axum::response::Response {
+            let mut query = uri.query().unwrap_or_default().to_string();
+            if readonly.load(std::sync::atomic::Ordering::SeqCst) {
+                if !query.is_empty() {
+                    query.push('&');
+                }
+                query.push_str("readonly=1");
+            }
+            let url = format!("{target}{}?{query}", uri.path());
+            let method = reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap();
+            let mut req = client.request(method, url).body(body);
+            for (name, value) in &headers {
+                if name != "host" && name != "content-length" {
+                    req = req.header(name.as_str(), value.as_bytes());
+                }
+            }
+            match req.send().await {
+                Ok(r) => {
+                    let status = StatusCode::from_u16(r.status().as_u16()).unwrap();
+                    let mut out = HeaderMap::new();
+                    for (name, value) in r.headers() {
+                        if name.as_str().starts_with("x-clickhouse")
+                            || name == "content-type"
+                            || name == "content-encoding"
+                        {
+                            out.insert(
+                                axum::http::HeaderName::from_bytes(name.as_str().as_bytes())
+                                    .unwrap(),
+                                axum::http::HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+                            );
+                        }
+                    }
+                    let body = r.bytes().await.unwrap_or_default();
+                    (status, out, body).into_response()
+                }
+                Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+            }
+        }
+        let readonly = Arc::new(AtomicBool::new(false));
+        let state: Shared = (reqwest::Client::new(), target, readonly.clone());
+        let app = axum::Router::new().fallback(forward).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { addr, readonly }
+    }
+
+    pub fn set_readonly(&self, on: bool) {
+        self.readonly.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}

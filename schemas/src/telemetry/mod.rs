@@ -111,6 +111,12 @@ impl TelemetryKind {
         }
     }
 
+    /// The kind whose JSON `type` tag is `tag` (see [`as_str`](Self::as_str)); `None` for any
+    /// other text.
+    pub fn from_tag(tag: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == tag)
+    }
+
     /// Avro full name of the kind's record, e.g. `io.secpipe.telemetry.Heartbeat`.
     pub const fn full_name(self) -> &'static str {
         use crate::AvroRecord;
@@ -310,7 +316,9 @@ mod tests {
                 "{kind}: no {expected}"
             );
             assert_eq!(TelemetryKind::from_full_name(kind.full_name()), Some(kind));
+            assert_eq!(TelemetryKind::from_tag(kind.as_str()), Some(kind));
         }
+        assert_eq!(TelemetryKind::from_tag("keystroke"), None);
         assert_eq!(
             TelemetryKind::from_full_name("io.secpipe.scan.ScanReport"),
             None
