@@ -235,6 +235,13 @@ impl Settings {
         if self.kafka.partitions < 1 {
             return bad("kafka.partitions", "a positive number");
         }
+        self.kafka.validate().map_err(ConfigError::Invalid)?;
+        if self.kafka.max_poll_interval_ms < self.kafka.session_timeout_ms {
+            return bad(
+                "kafka.max_poll_interval_ms",
+                "at least kafka.session_timeout_ms (librdkafka refuses less)",
+            );
+        }
         if self.loader.batch_max_rows == 0 {
             return bad("loader.batch_max_rows", "a positive number");
         }

@@ -121,8 +121,8 @@ impl Member {
             owned: Mutex::new(BTreeSet::new()),
             changed: tokio::sync::Notify::new(),
         };
-        let consumer: StreamConsumer<OwnershipContext> = kafka
-            .client_config(stage)
+        let mut config = kafka.client_config(stage);
+        config
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -135,8 +135,9 @@ impl Member {
             )
             // Do not let the broker hold a fetch for the default 500 ms when data is already
             // there (tansu answers at the deadline): this bounds the consume side of latency.
-            .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
-            .create_with_context(context)?;
+            .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string());
+        let consumer: StreamConsumer<OwnershipContext> =
+            kafka.finish(&mut config).create_with_context(context)?;
         consumer.subscribe(&[topic])?;
         crate::ops::set_assigned(stage, false);
         Ok(Self {

@@ -529,8 +529,7 @@ mod tests {
             .iter()
             .filter(|r| r.topic == "rollups")
             .map(|r| codec.decode(&r.payload).unwrap())
-            .filter(|r| r.day == day_of(i64::MAX) && r.scanner == "njs")
-            .last()
+            .rfind(|r| r.day == day_of(i64::MAX) && r.scanner == "njs")
             .unwrap();
         assert_eq!(
             (last_at_max.scans, last_at_max.critical, last_at_max.high),

@@ -109,6 +109,25 @@ pub struct KafkaConfig {
     pub partitions: i32,
     /// Replication factor of created topics. Default 1 (the local single broker).
     pub replication_factor: i32,
+    /// `plaintext` (default), `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub security_protocol: String,
+    /// SASL mechanism when the protocol is `sasl_*`: `PLAIN`, `SCRAM-SHA-256` or
+    /// `SCRAM-SHA-512`. Default `SCRAM-SHA-512`.
+    pub sasl_mechanism: String,
+    /// SASL user name. Default empty.
+    pub sasl_username: String,
+    /// SASL password (never printed; `SECPIPE__KAFKA__SASL_PASSWORD` keeps it out of files).
+    /// Default empty.
+    pub sasl_password: secpipe_schemas::Secret,
+    /// PEM file of the CA that signed the brokers' certificates (`ssl`, `sasl_ssl`). Default
+    /// empty: the system's trust store.
+    pub ssl_ca_location: String,
+    /// PEM client certificate and key for mutual TLS. Default empty: none.
+    pub ssl_certificate_location: String,
+    pub ssl_key_location: String,
+    /// Any other librdkafka property, passed as given to every client (`[kafka.librdkafka]`,
+    /// e.g. `"compression.type" = "zstd"`); it overrides what secpipe sets. Default empty.
+    pub librdkafka: std::collections::BTreeMap<String, String>,
     /// Topic names.
     pub topics: Topics,
 }
@@ -126,19 +145,88 @@ impl Default for KafkaConfig {
             fetch_wait_max_ms: 20,
             partitions: 3,
             replication_factor: 1,
+            security_protocol: "plaintext".into(),
+            sasl_mechanism: "SCRAM-SHA-512".into(),
+            sasl_username: String::new(),
+            sasl_password: Default::default(),
+            ssl_ca_location: String::new(),
+            ssl_certificate_location: String::new(),
+            ssl_key_location: String::new(),
+            librdkafka: Default::default(),
             topics: Topics::default(),
         }
     }
 }
 
 impl KafkaConfig {
-    /// librdkafka settings common to producers, consumers and admin clients.
+    /// librdkafka settings common to producers, consumers and admin clients: the brokers, the
+    /// security settings, then the `[kafka.librdkafka]` passthrough. Callers set their own
+    /// properties after this; the passthrough is applied again by [`KafkaConfig::finish`].
     pub fn client_config(&self, role: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
             .set("client.id", format!("{}-{role}", self.client_id))
-            .set("broker.address.family", "v4");
+            .set("broker.address.family", "v4")
+            .set("security.protocol", &self.security_protocol);
+        if self.security_protocol.starts_with("sasl") {
+            c.set("sasl.mechanism", &self.sasl_mechanism)
+                .set("sasl.username", &self.sasl_username)
+                .set("sasl.password", self.sasl_password.expose());
+        }
+        for (key, value) in [
+            ("ssl.ca.location", &self.ssl_ca_location),
+            ("ssl.certificate.location", &self.ssl_certificate_location),
+            ("ssl.key.location", &self.ssl_key_location),
+        ] {
+            if !value.is_empty() {
+                c.set(key, value);
+            }
+        }
+        self.finish(&mut c);
         c
+    }
+
+    /// Applies the `[kafka.librdkafka]` passthrough (last, so that it wins).
+    pub fn finish<'a>(&self, c: &'a mut ClientConfig) -> &'a mut ClientConfig {
+        for (key, value) in &self.librdkafka {
+            c.set(key, value);
+        }
+        c
+    }
+
+    /// Checks the security settings; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        match self.security_protocol.as_str() {
+            "plaintext" | "ssl" | "sasl_plaintext" | "sasl_ssl" => {}
+            other => {
+                return Err(format!(
+                    "kafka.security_protocol: {other:?} is not plaintext, ssl, sasl_plaintext or sasl_ssl"
+                ))
+            }
+        }
+        if self.security_protocol.starts_with("sasl") {
+            match self.sasl_mechanism.as_str() {
+                "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512" => {}
+                other => {
+                    return Err(format!(
+                    "kafka.sasl_mechanism: {other:?} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+                ))
+                }
+            }
+            if self.sasl_username.is_empty() {
+                return Err("kafka.sasl_username: required with a sasl_* protocol".into());
+            }
+        }
+        if self.ssl_certificate_location.is_empty() != self.ssl_key_location.is_empty() {
+            return Err(
+                "kafka.ssl_certificate_location and kafka.ssl_key_location: give both or neither"
+                    .into(),
+            );
+        }
+        if self.max_message_bytes < 4096 {
+            return Err("kafka.max_message_bytes: at least 4096".into());
+        }
+        Ok(())
     }
 }
 
@@ -229,15 +317,17 @@ pub struct EventProducer {
 impl EventProducer {
     /// A producer for `role` (used in the client id).
     pub fn new(cfg: &KafkaConfig, role: &str) -> Result<Self, ProduceError> {
-        let inner: FutureProducer = cfg
-            .client_config(role)
+        let mut config = cfg.client_config(role);
+        config
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "lz4")
             .set("linger.ms", cfg.linger_ms.to_string())
             .set("message.timeout.ms", cfg.message_timeout_ms.to_string())
             .set("queue.buffering.max.messages", "1000000")
-            .set("message.max.bytes", cfg.max_message_bytes.to_string())
+            .set("message.max.bytes", cfg.max_message_bytes.to_string());
+        let inner: FutureProducer = cfg
+            .finish(&mut config)
             .create()
             .map_err(|e| ProduceError::Config(e.to_string()))?;
         Ok(Self {
@@ -328,5 +418,59 @@ impl EventProducer {
     /// Waits up to `timeout` for every queued record to be acknowledged.
     pub fn flush(&self, timeout: Duration) -> Result<(), ProduceError> {
         self.inner.flush(timeout).map_err(ProduceError::from_kafka)
+    }
+}
+
+#[cfg(test)]
+mod security_tests {
+    use super::*;
+
+    #[test]
+    fn sasl_tls_and_passthrough_settings_reach_librdkafka_and_the_password_never_prints() {
+        let mut cfg = KafkaConfig {
+            security_protocol: "sasl_ssl".into(),
+            sasl_mechanism: "SCRAM-SHA-256".into(),
+            sasl_username: "secpipe".into(),
+            sasl_password: "s3cret".into(),
+            ssl_ca_location: "/etc/ca.pem".into(),
+            ..Default::default()
+        };
+        cfg.librdkafka
+            .insert("broker.address.family".into(), "any".into());
+        cfg.librdkafka
+            .insert("compression.type".into(), "zstd".into());
+        assert_eq!(cfg.validate(), Ok(()));
+        let c = cfg.client_config("test");
+        assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-256"));
+        assert_eq!(c.get("sasl.username"), Some("secpipe"));
+        assert_eq!(c.get("sasl.password"), Some("s3cret"));
+        assert_eq!(c.get("ssl.ca.location"), Some("/etc/ca.pem"));
+        assert_eq!(c.get("ssl.certificate.location"), None);
+        assert_eq!(
+            c.get("broker.address.family"),
+            Some("any"),
+            "passthrough wins"
+        );
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn bad_security_settings_name_their_key() {
+        let bad = |f: fn(&mut KafkaConfig)| {
+            let mut c = KafkaConfig::default();
+            f(&mut c);
+            c.validate().unwrap_err()
+        };
+        assert!(bad(|c| c.security_protocol = "tls".into()).starts_with("kafka.security_protocol"));
+        assert!(bad(|c| {
+            c.security_protocol = "sasl_plaintext".into();
+            c.sasl_username = "u".into();
+            c.sasl_mechanism = "GSSAPI".into();
+        })
+        .starts_with("kafka.sasl_mechanism"));
+        assert!(bad(|c| c.security_protocol = "sasl_plaintext".into())
+            .starts_with("kafka.sasl_username"));
+        assert!(bad(|c| c.ssl_key_location = "/k.pem".into()).contains("give both"));
     }
 }

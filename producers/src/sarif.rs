@@ -109,9 +109,14 @@ fn parse_run(
         if !result.is_object() {
             return Err(invalid(rpath, "expected an object"));
         }
-        let rule_index = result.get("ruleIndex").and_then(Value::as_u64);
+        // Only a lookup: an index that is -1 (SARIF's "none"), negative or past the rules
+        // finds no rule, as an absent one does.
+        let rule_index = result
+            .get("ruleIndex")
+            .and_then(Value::as_u64)
+            .and_then(|i| usize::try_from(i).ok());
         let rule = rules.and_then(|r| match rule_index {
-            Some(i) => r.get(i as usize),
+            Some(i) => r.get(i),
             None => {
                 let id = result.get("ruleId").and_then(Value::as_str)?;
                 r.iter()
@@ -149,14 +154,22 @@ fn parse_run(
             .and_then(|l| str_at(l, &["artifactLocation", "uri"]))
             .unwrap_or_default()
             .to_string();
-        let line = location
+        let line = match location
             .and_then(|l| l.get("region"))
             .and_then(|r| r.get("startLine"))
-            .and_then(Value::as_i64)
-            .and_then(|l| i32::try_from(l).ok());
+        {
+            None | Some(Value::Null) => None,
+            Some(n) => Some(start_line(n).map_err(|reason| {
+                invalid(
+                    format!("{rpath}.locations[0].physicalLocation.region.startLine"),
+                    reason,
+                )
+            })?),
+        };
         let fingerprint = first_fingerprint(result.get("partialFingerprints"))
             .or_else(|| first_fingerprint(result.get("fingerprints")));
-        counts[severity_index(result, rule, level)] += 1;
+        let count = &mut counts[severity_index(result, rule, level)];
+        *count = count.saturating_add(1);
         out.findings.push(Finding {
             finding_id: Finding::derive_id(&scan_id, &rule_id, &file, line, fingerprint.as_deref()),
             scan_id: scan_id.clone(),
@@ -201,6 +214,26 @@ fn parse_run(
         received_at,
     });
     Ok(())
+}
+
+/// A SARIF `startLine`: lines are numbered from 1 (SARIF 2.1.0 §3.30.5), and the schema stores
+/// them as an `int`, so 1..=i32::MAX. Errors: `"{n} is outside 1..=2147483647 (SARIF lines
+/// start at 1)"`, or `"expected an integer"`.
+fn start_line(v: &Value) -> Result<i32, String> {
+    const LINES: std::ops::RangeInclusive<i64> = 1..=i32::MAX as i64;
+    // An integer past i64 (a u64) is as out of range as one past i32.
+    let n = v
+        .as_i64()
+        .or_else(|| v.as_u64().map(|_| i64::MAX))
+        .ok_or("expected an integer")?;
+    match i32::try_from(n) {
+        Ok(line) if LINES.contains(&n) => Ok(line),
+        _ => Err(format!(
+            "{v} is outside {}..={} (SARIF lines start at 1)",
+            LINES.start(),
+            LINES.end()
+        )),
+    }
 }
 
 /// The value of the alphabetically first key, so the same result always gives the same one.
@@ -336,5 +369,37 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.field, "runs[0].results[0].level");
+    }
+
+    #[test]
+    fn start_lines_outside_one_to_i32_max_are_rejected_with_the_field_path() {
+        let with_line = |line: &str| {
+            let body = format!(
+                r#"{{"version":"2.1.0","runs":[{{"tool":{{"driver":{{"name":"x"}}}},"results":[{{"ruleIndex":-1,"locations":[{{"physicalLocation":{{"region":{{"startLine":{line}}}}}}}]}}]}}]}}"#
+            );
+            parse(body.as_bytes(), 0)
+        };
+        assert_eq!(with_line("1").unwrap().findings[0].line, Some(1));
+        assert_eq!(with_line("null").unwrap().findings[0].line, None);
+        assert_eq!(
+            with_line("2147483647").unwrap().findings[0].line,
+            Some(i32::MAX)
+        );
+        for line in [
+            "0",
+            "-1",
+            "2147483648",
+            "4611686018427387905",
+            "-9223372036854775808",
+            "18446744073709551615",
+            "1.5",
+            "\"12\"",
+        ] {
+            let e = with_line(line).unwrap_err();
+            assert_eq!(
+                e.field, "runs[0].results[0].locations[0].physicalLocation.region.startLine",
+                "{line}: {e}"
+            );
+        }
     }
 }

@@ -154,7 +154,8 @@ fn scanner_summary(name: &str, v: &Value) -> Result<ScannerSummary, InvalidMessa
             Some(_) => None,
         };
         let n = n.ok_or_else(|| invalid(field(), "expected a non-negative integer"))?;
-        plausible::in_range(field(), n, &FINDINGS, "findings of one scanner in one scan")?;
+        let what = "findings of one scanner in one scan";
+        plausible::in_range(format_args!("{path}.{key}"), n, &FINDINGS, what)?;
         Ok(n)
     };
     Ok(ScannerSummary {

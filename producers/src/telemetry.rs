@@ -169,6 +169,117 @@ mod tests {
             "{:?}",
             batch.rejected
         );
+        let fields: Vec<&str> = batch.rejected.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["type", "$"]);
+    }
+
+    #[test]
+    fn every_sample_event_passes_the_checks() {
+        for event in sample::full_mix(5, 3, 3).take(2_000) {
+            let line = serde_json::to_vec(&event).unwrap();
+            assert_eq!(parse_line(&line, NOW), Ok(event));
+        }
+    }
+
+    /// The JSON of the sample event of `kind`, changed by `edit`, as one parsed line.
+    fn edited(
+        kind: TelemetryKind,
+        edit: impl FnOnce(&mut Value),
+    ) -> Result<TelemetryEvent, InvalidMessage> {
+        let event = (0..)
+            .flat_map(sample::one_of_each)
+            .find(|e| {
+                e.kind() == kind
+                    && !matches!(e, TelemetryEvent::Heartbeat(h) if h.open_descriptors.is_empty())
+            })
+            .unwrap();
+        let mut json = serde_json::to_value(&event).unwrap();
+        edit(&mut json);
+        parse_line(json.to_string().as_bytes(), NOW)
+    }
+
+    #[test]
+    fn a_value_its_field_type_cannot_hold_is_rejected_with_the_field_path() {
+        let e = edited(TelemetryKind::Heartbeat, |j| {
+            j["open_descriptors"][0]["local_port"] = (1i64 << 40).into()
+        })
+        .unwrap_err();
+        assert_eq!(e.field, "open_descriptors[0].local_port", "{e}");
+        let e = edited(TelemetryKind::ComponentExit, |j| {
+            j["exit_code"] = 1.5.into()
+        })
+        .unwrap_err();
+        assert_eq!(e.field, "exit_code", "{e}");
+        let e = edited(TelemetryKind::Api, |j| j["envelope"]["pid"] = "7".into()).unwrap_err();
+        assert_eq!(e.field, "envelope.pid", "{e}");
+        let e = edited(TelemetryKind::Heartbeat, |j| {
+            j["rss_bytes"] = u64::MAX.into()
+        })
+        .unwrap_err();
+        assert_eq!(e.field, "rss_bytes", "{e}");
+    }
+
+    #[test]
+    fn a_value_its_type_holds_but_the_world_does_not_is_rejected_with_the_range() {
+        let e = edited(TelemetryKind::Heartbeat, |j| {
+            j["rss_bytes"] = 4_611_686_018_427_387_905i64.into()
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "rss_bytes: 4611686018427387905 is outside 0..=1125899906842624 (bytes of resident memory)"
+        );
+        let e = edited(TelemetryKind::Network, |j| j["remote_port"] = 65_536.into()).unwrap_err();
+        assert_eq!(e.field, "remote_port");
+        let e = edited(TelemetryKind::Heartbeat, |j| {
+            j["open_descriptors"][0]["fd"] = (-1).into()
+        })
+        .unwrap_err();
+        assert_eq!(e.field, "open_descriptors[0].fd");
+        let e = edited(TelemetryKind::File, |j| {
+            j["stack"][1]["offset"] = (-1).into()
+        })
+        .unwrap_err();
+        assert_eq!(e.field, "stack[1].offset");
+        let e = edited(TelemetryKind::ComponentStart, |j| {
+            j["memory_maps"][2]["end"] = 0.into()
+        })
+        .unwrap_err();
+        assert_eq!(e.field, "memory_maps[2]", "{e}");
+        let e = edited(TelemetryKind::Process, |j| {
+            j["envelope"]["pid"] = (-1).into()
+        })
+        .unwrap_err();
+        assert_eq!(e.field, "envelope.pid");
+        // Addresses are two's complement: any value is one.
+        assert!(edited(TelemetryKind::MemoryWarning, |j| j["address"] =
+            i64::MIN.into())
+        .is_ok());
+    }
+
+    #[test]
+    fn event_times_outside_2000_to_a_day_ahead_are_rejected_naming_the_likely_unit() {
+        let at = |t: i64| {
+            edited(TelemetryKind::Heartbeat, |j| {
+                j["envelope"]["event_time"] = t.into()
+            })
+        };
+        assert!(at(NOW).is_ok());
+        let e = at(NOW / 1_000_000).unwrap_err();
+        assert_eq!(e.field, "envelope.event_time");
+        assert!(e.reason.contains("seconds"), "{e}");
+        let e = at(NOW * 1_000).unwrap_err();
+        assert!(e.reason.contains("nanoseconds"), "{e}");
+        for t in [
+            i64::MIN,
+            -1,
+            0,
+            946_684_799_999_999,
+            NOW + 86_400_000_001,
+            i64::MAX,
+        ] {
+            assert_eq!(at(t).unwrap_err().field, "envelope.event_time", "{t}");
+        }
     }
 
     #[test]

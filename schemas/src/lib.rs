@@ -12,12 +12,14 @@ pub mod ops;
 pub mod registry;
 pub mod rollups;
 pub mod scan;
+pub mod secret;
 pub mod telemetry;
 
 pub use catalog::{canonical_form, catalog, fingerprint, Catalog, SchemaVersion};
 pub use codec::{AvroRecord, Codec, Decode, Framing};
 pub use error::{DecodeError, EncodeError, SchemaError};
 pub use scan::stable_id;
+pub use secret::Secret;
 
 /// Microseconds since the Unix epoch, UTC: the unit of every `timestamp-micros` field. A clock
 /// set before 1970 reads 0 and one past the year 294,000 reads `i64::MAX`: saturated, not

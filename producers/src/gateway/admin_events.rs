@@ -44,9 +44,17 @@ fn view(e: &AdminEventView) -> Value {
     })
 }
 
+/// `since` / `until`: epoch seconds or RFC 3339, within 0..=u32::MAX seconds (1970 to 2106),
+/// the range of the `DateTime` columns they are compared with.
 fn parse_time(field: &str, v: &str) -> Result<u32, Rejection> {
     if let Ok(secs) = v.parse::<u32>() {
         return Ok(secs);
+    }
+    if v.parse::<i128>().is_ok() {
+        return Err(Rejection::invalid(
+            field,
+            format!("{v} is outside 0..={} epoch seconds", u32::MAX),
+        ));
     }
     time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
         .ok()
@@ -197,6 +205,13 @@ mod tests {
             ("limit", "0"),
             ("limit", "x"),
             ("since", "yesterday"),
+            ("since", "-1"),
+            ("until", "4294967296"),
+            ("until", "9223372036854775807"),
+            ("until", "1969-12-31T23:59:59Z"),
+            ("limit", "-1"),
+            ("limit", "4294967296"),
+            ("offset", "-9223372036854775808"),
             ("sort", "name"),
             ("colour", "red"),
         ] {

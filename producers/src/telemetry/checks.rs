@@ -21,7 +21,7 @@
 //! | `mode` | [`MODE`] | `st_mode` bits |
 //! | `flags` | [`FLAGS`] | `open(2)` flags |
 //! | `memory_maps[i].offset` | [`FILE_OFFSET`] | offsets into a file |
-//! | `memory_maps[i].end` | not below `start` | a mapping ends after it starts |
+//! | `memory_maps[i]` | `end` not below `start` | a mapping ends after it starts |
 //!
 //! Addresses (`stack[i].address`, `address`, `memory_maps[i].start`) take any value: they are
 //! 64-bit addresses stored as their two's complement, so every `i64` is one. `exit_code` takes
@@ -92,11 +92,13 @@ pub fn check(event: &TelemetryEvent, now_micros: i64) -> Result<(), InvalidMessa
             in_range("uid", c.uid, &ID, "a user id")?;
             in_range("gid", c.gid, &ID, "a group id")?;
             for (i, m) in c.memory_maps.iter().enumerate() {
-                // Addresses compare as the unsigned numbers they stand for.
-                if (m.end as u64) < (m.start as u64) {
+                // Addresses compare as the unsigned numbers they stand for. Either bound can
+                // be the wrong one, so the error names the mapping.
+                let (start, end) = (m.start as u64, m.end as u64);
+                if end < start {
                     return Err(invalid(
-                        format!("memory_maps[{i}].end"),
-                        format!("{:#x} is below start {:#x}", m.end as u64, m.start as u64),
+                        format!("memory_maps[{i}]"),
+                        format!("end {end:#x} is below start {start:#x}"),
                     ));
                 }
                 in_range(

@@ -24,8 +24,8 @@ pub struct ClickHouseConfig {
     pub database: String,
     /// User name. Default `default`.
     pub user: String,
-    /// Password. Default empty.
-    pub password: String,
+    /// Password (never printed). Default empty.
+    pub password: secpipe_schemas::Secret,
 }
 
 impl Default for ClickHouseConfig {
@@ -34,7 +34,7 @@ impl Default for ClickHouseConfig {
             url: "http://127.0.0.1:8123".into(),
             database: "secpipe".into(),
             user: "default".into(),
-            password: String::new(),
+            password: Default::default(),
         }
     }
 }
@@ -52,7 +52,7 @@ impl ClickHouseConfig {
         ::clickhouse::Client::default()
             .with_url(&self.url)
             .with_user(&self.user)
-            .with_password(&self.password)
+            .with_password(self.password.expose())
             .with_validation(false)
     }
 }
