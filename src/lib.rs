@@ -8,6 +8,7 @@ pub mod config;
 pub mod demo;
 pub mod logging;
 pub mod member;
+pub mod operate;
 pub mod ops;
 pub mod processing;
 pub mod produce;

@@ -44,7 +44,21 @@ enum Command {
     /// Run every role in one process.
     Run,
     /// Create or upgrade ClickHouse tables (safe to rerun).
-    Migrate,
+    Migrate {
+        /// Only list every migration as applied (with when) or pending; change nothing.
+        #[arg(long)]
+        status: bool,
+    },
+    /// Check the configuration and print it in effect, secrets masked.
+    Config {
+        #[command(subcommand)]
+        config: ConfigCommand,
+    },
+    /// Read the dead-letter topic, or replay selected records to their original topic.
+    Dlq {
+        #[command(subcommand)]
+        dlq: DlqCommand,
+    },
     /// Drop expired partitions now (the loader also does it every retention.interval_secs).
     Retention,
     /// Manage Kafka topics.
@@ -91,6 +105,66 @@ enum SinkCommand {
     Clickhouse,
     /// Deliver alerts to the notification integrations.
     Notify,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load and validate the configuration (file and environment); print it as JSON with every
+    /// secret masked. Exits non-zero with the key's name when a value is bad.
+    Check,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct DlqSelection {
+    /// Only records that came from this topic.
+    #[arg(long)]
+    topic: Option<String>,
+    /// Only records dead-lettered by this stage (e.g. process.telemetry).
+    #[arg(long)]
+    stage: Option<String>,
+    /// Only records whose cause contains this text.
+    #[arg(long)]
+    cause: Option<String>,
+    /// Only these records, as PARTITION@OFFSET of the dead-letter topic (as `dlq tail` prints).
+    #[arg(long = "id")]
+    ids: Vec<String>,
+}
+
+impl From<DlqSelection> for secpipe::operate::Selection {
+    fn from(d: DlqSelection) -> Self {
+        Self {
+            topic: d.topic,
+            stage: d.stage,
+            cause: d.cause,
+            ids: d.ids,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Print dead letters, oldest first: id, time, stage, origin, size, cause.
+    Tail {
+        #[command(flatten)]
+        select: DlqSelection,
+        /// Print only the last N.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Produce the original key and payload of the selected dead letters to their original
+    /// topic (after fixing what made them fail). Truncated copies are skipped.
+    Replay {
+        #[command(flatten)]
+        select: DlqSelection,
+    },
+}
+
+/// Roles a gateway token can have.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TokenRole {
+    Producer,
+    Analyst,
+    Admin,
 }
 
 #[derive(Subcommand)]
@@ -162,9 +236,9 @@ enum TokenCommand {
         /// Name of the caller (e.g. ci-scanner).
         #[arg(long)]
         name: String,
-        /// producer, analyst or admin.
-        #[arg(long, default_value = "producer")]
-        role: String,
+        /// What the holder may do.
+        #[arg(long, value_enum, default_value_t = TokenRole::Producer)]
+        role: TokenRole,
     },
 }
 
@@ -206,7 +280,16 @@ fn main() -> anyhow::Result<()> {
             "sha256 = {:?}",
             secpipe_producers::gateway::hash_token(&token)
         );
-        println!("role = {role:?}");
+        println!("role = {:?}", format!("{role:?}").to_lowercase());
+        return Ok(());
+    }
+    if let Command::Config {
+        config: ConfigCommand::Check,
+    } = &cli.command
+    {
+        let effective = secpipe::operate::effective_config(&settings)?;
+        println!("{}", serde_json::to_string_pretty(&effective)?);
+        eprintln!("configuration is valid");
         return Ok(());
     }
     logging::init(&settings.log, cli.log_json);
@@ -245,7 +328,40 @@ fn main() -> anyhow::Result<()> {
                 println!("dropped {} partition(s): {}; TTL set on {} table(s)", r.dropped.len(), r.dropped.join(", "), r.ttl_set.len());
                 Ok(())
             }
-            Command::Migrate => {
+            Command::Migrate { status: true } => {
+                for m in secpipe_sinks::clickhouse::migration_status(&settings.clickhouse).await? {
+                    match m.applied_at {
+                        Some(at) => println!("{:>4}  {:<28} applied at {at} (unix seconds)", m.version, m.name),
+                        None => println!("{:>4}  {:<28} pending", m.version, m.name),
+                    }
+                }
+                Ok(())
+            }
+            Command::Dlq { dlq: DlqCommand::Tail { select, limit } } => {
+                let letters = tokio::task::spawn_blocking({
+                    let settings = settings.clone();
+                    move || secpipe::operate::read_dead_letters(&settings)
+                })
+                .await??;
+                let select: secpipe::operate::Selection = select.into();
+                let chosen: Vec<_> = letters.iter().filter(|l| select.matches(l)).collect();
+                for l in &chosen[chosen.len().saturating_sub(limit)..] {
+                    println!("{}", secpipe::operate::describe(l));
+                }
+                eprintln!("{} dead letter(s) match, of {} in {}", chosen.len(), letters.len(), settings.kafka.topics.dead_letter);
+                Ok(())
+            }
+            Command::Dlq { dlq: DlqCommand::Replay { select } } => {
+                let letters = tokio::task::spawn_blocking({
+                    let settings = settings.clone();
+                    move || secpipe::operate::read_dead_letters(&settings)
+                })
+                .await??;
+                let (replayed, skipped) = secpipe::operate::replay(&settings, &letters, &select.into()).await?;
+                println!("replayed {replayed} record(s) to their original topics; {skipped} skipped");
+                Ok(())
+            }
+            Command::Migrate { status: false } => {
                 let applied = secpipe_sinks::clickhouse::migrate(&settings.clickhouse).await?;
                 println!("{} migration(s) applied", applied.len());
                 Ok(())
@@ -318,7 +434,7 @@ fn main() -> anyhow::Result<()> {
                 anyhow::ensure!(summary.rejected == 0, "{} input(s) rejected", summary.rejected);
                 Ok(())
             }
-            Command::Stack { .. } | Command::Schemas { .. } | Command::Token { .. } => {
+            Command::Stack { .. } | Command::Schemas { .. } | Command::Token { .. } | Command::Config { .. } => {
                 unreachable!("handled before the runtime starts")
             }
         }

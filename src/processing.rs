@@ -121,6 +121,17 @@ where
     let input = processor.input_topic().to_string();
     let changelog = format!("{}{name}", cfg.changelog_prefix);
     let group = format!("{}{name}", cfg.group_prefix);
+    // Input partition p keeps its state in changelog partition p: refuse to start on a
+    // topology where some input partition has no changelog partition.
+    tokio::task::spawn_blocking({
+        let (kafka, input, changelog) = (kafka.clone(), input.clone(), changelog.clone());
+        move || -> anyhow::Result<()> {
+            let client: rdkafka::consumer::BaseConsumer =
+                kafka.client_config("topology").create()?;
+            crate::operate::check_changelog_partitions(&client, &input, &changelog)
+        }
+    })
+    .await??;
     let member = Member::join(kafka, &stage, &group, &input)?;
     let mut run = Runner {
         processor,

@@ -143,3 +143,46 @@ mod tests {
         }
     }
 }
+
+/// One migration's state in a database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationStatus {
+    pub version: u32,
+    pub name: &'static str,
+    /// When it was applied (seconds since the Unix epoch), or `None` if it is pending.
+    pub applied_at: Option<u32>,
+}
+
+/// Every migration this build knows, applied or pending, without changing anything. A database
+/// that does not exist yet has every migration pending.
+pub async fn status(cfg: &ClickHouseConfig) -> Result<Vec<MigrationStatus>, SinkError> {
+    let exists: u8 = cfg
+        .server_client()
+        .query("SELECT count() > 0 FROM system.tables WHERE database = ? AND name = 'schema_migrations'")
+        .bind(&cfg.database)
+        .fetch_one()
+        .await
+        .map_err(super::classify)?;
+    let applied: Vec<Applied> = if exists == 1 {
+        cfg.client()
+            .query(
+                "SELECT version, name, toUInt32(applied_at) AS applied_at FROM schema_migrations",
+            )
+            .fetch_all()
+            .await
+            .map_err(super::classify)?
+    } else {
+        Vec::new()
+    };
+    Ok(MIGRATIONS
+        .iter()
+        .map(|m| MigrationStatus {
+            version: m.version,
+            name: m.name,
+            applied_at: applied
+                .iter()
+                .find(|a| a.version == m.version)
+                .map(|a| a.applied_at),
+        })
+        .collect())
+}

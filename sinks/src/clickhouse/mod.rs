@@ -9,7 +9,7 @@ pub mod tables;
 
 use serde::{Deserialize, Serialize};
 
-pub use migrations::{migrate, Migration, MIGRATIONS};
+pub use migrations::{migrate, status as migration_status, Migration, MigrationStatus, MIGRATIONS};
 pub use scan_results::{ScanResultRow, ScanResultsSink};
 
 use crate::SinkError;
