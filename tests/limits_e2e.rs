@@ -130,3 +130,39 @@ async fn records_too_large_for_the_topics_are_dead_lettered_truncated_and_the_st
     task.await.unwrap().unwrap();
     assert_eq!(records_in(&s, &s.kafka.topics.dead_letter), 2);
 }
+
+/// The gateway refuses an event the topics cannot hold (413 naming the field and both sizes)
+/// and produces nothing, although the body is under `gateway.max_body_bytes`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_refuses_an_event_larger_than_the_topics_hold() {
+    let s = settings("gatewaytoolarge");
+    require_stack(&s).await;
+    let gw = Pipeline::gateway_only(&s).await;
+    let mut report: serde_json::Value = serde_json::from_str(
+        include_str!("../deploy/samples/scan-reports.ndjson")
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    report["repo_context"]["invokedBy"] = serde_json::Value::String("a".repeat(1_500_000));
+    let resp = reqwest::Client::new()
+        .post(gw.url("/track"))
+        .bearer_auth(PRODUCER_TOKEN)
+        .json(&report)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "record_too_large", "{body}");
+    assert!(body["field"].as_str().unwrap().contains("body"), "{body}");
+    let reason = body["reason"].as_str().unwrap();
+    assert!(reason.contains("kafka.max_message_bytes"), "{reason}");
+    gw.stop().await;
+    assert_eq!(
+        records_in(&s, &s.kafka.topics.scan_results),
+        0,
+        "nothing produced"
+    );
+}

@@ -18,6 +18,13 @@ pub enum Rejection {
     Auth(AuthError),
     /// 413: the body is larger than `gateway.max_body_bytes`.
     TooLarge { limit: usize },
+    /// 413: a record made from the body is larger than the topics hold
+    /// (`kafka.max_message_bytes`); nothing was produced.
+    RecordTooLarge {
+        field: String,
+        size: usize,
+        limit: usize,
+    },
     /// 400: the body could not be read or is not what the endpoint takes.
     Invalid { field: String, reason: String },
     /// 400 with per-line reasons (telemetry batches where no line was valid).
@@ -51,6 +58,11 @@ impl Rejection {
                 reason,
                 retry_after_secs,
             },
+            ProduceError::TooLarge { topic, size, limit } => Rejection::RecordTooLarge {
+                field: format!("body (the record for {topic})"),
+                size,
+                limit,
+            },
             other => Rejection::BrokerRejected(other.to_string()),
         }
     }
@@ -62,7 +74,9 @@ impl Rejection {
         match self {
             Rejection::Auth(AuthError::Forbidden(_)) => StatusCode::FORBIDDEN,
             Rejection::Auth(_) => StatusCode::UNAUTHORIZED,
-            Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::TooLarge { .. } | Rejection::RecordTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Rejection::Invalid { .. } | Rejection::InvalidLines(_) => StatusCode::BAD_REQUEST,
             Rejection::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Rejection::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -98,6 +112,12 @@ impl IntoResponse for Rejection {
                 Rejection::TooLarge { limit } => (
                     StatusCode::PAYLOAD_TOO_LARGE,
                     json!({"error": "payload_too_large", "reason": format!("request body exceeds {limit} bytes")}),
+                    vec![],
+                ),
+                Rejection::RecordTooLarge { field, size, limit } => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    json!({"error": "record_too_large", "field": field,
+                        "reason": format!("an event of {size} bytes exceeds what the topics hold ({limit} bytes, kafka.max_message_bytes); nothing was produced")}),
                     vec![],
                 ),
                 Rejection::Invalid { field, reason } => (
