@@ -90,9 +90,11 @@ impl<S: PartitionState> Replay<S> {
                 }
                 Ok(())
             }
+            // A deletion is written as an empty value (state values are JSON, never empty);
+            // depending on the broker it reads back as no value or as an empty one.
             _ => self.state.apply(&Change {
                 key: key.to_string(),
-                value: value.map(<[u8]>::to_vec),
+                value: value.filter(|v| !v.is_empty()).map(<[u8]>::to_vec),
             }),
         }
     }
@@ -297,6 +299,18 @@ mod tests {
         assert!(r.state.0.is_empty());
         assert_eq!(r.applied, 99);
         assert_eq!(r.stale_records, 1);
+    }
+
+    #[test]
+    fn an_empty_value_deletes_the_key() {
+        let r = replay(&[
+            (0, CLAIM, None, None),
+            (1, "a", Some("1"), Some(0)),
+            (2, "b", Some("2"), Some(0)),
+            (3, "a", Some(""), Some(0)),
+            (4, "b", None, Some(0)),
+        ]);
+        assert!(r.state.0.is_empty(), "{:?}", r.state);
     }
 
     #[test]
