@@ -214,7 +214,34 @@ impl Member {
         } else {
             0.0
         });
+        if paused {
+            metrics::counter!("secpipe_consumer_pauses_total", "stage" => self.stage.clone())
+                .increment(1);
+        }
         tracing::debug!(stage = %self.stage, paused, "consumption paused or resumed");
+    }
+
+    /// Resumes fetching and seeks every owned partition to `positions` (the offset after the
+    /// last record this member read), or to its committed offset when nothing was read from it:
+    /// librdkafka drops what it had fetched when a partition is paused, and must fetch it again.
+    pub async fn resume_at(&self, positions: &BTreeMap<i32, i64>) -> anyhow::Result<()> {
+        self.set_paused(false);
+        for p in self.owned() {
+            let offset = positions
+                .get(&p)
+                .map_or(Offset::Stored, |&o| Offset::Offset(o));
+            let consumer = self.consumer.clone();
+            let topic = self.topic.clone();
+            let sought = tokio::task::spawn_blocking(move || {
+                consumer.seek(&topic, p, offset, Duration::from_secs(10))
+            })
+            .await?;
+            if let Err(e) = sought {
+                // The partition may have moved meanwhile; its next owner reads from the commit.
+                tracing::warn!(stage = %self.stage, partition = p, error = %e, "seek after resume failed");
+            }
+        }
+        Ok(())
     }
 
     fn apply_pause(&self, partitions: &[i32], paused: bool) {

@@ -144,6 +144,13 @@ where
             })
         };
     let mut observe_tick = tokio::time::interval(Duration::from_secs(5));
+    // Backpressure: a full batch waits for the one in flight without reading more. Once that
+    // lasts PAUSE_AFTER (the destination is slow or down), the partitions are paused and polling
+    // resumes, so the group keeps this member however long it lasts. On resume every partition
+    // is sought to the record after the last one read, so nothing librdkafka had fetched and
+    // dropped at the pause is skipped.
+    let mut full_since: Option<tokio::time::Instant> = None;
+    let mut positions: BTreeMap<i32, i64> = BTreeMap::new();
     tracing::info!(stage, topic, group = %cfg.group_id, "sink started");
     let stopped_in_outage = loop {
         live.beat();
@@ -178,9 +185,10 @@ where
             _ = tokio::time::sleep_until(deadline), if !batch.is_empty() && in_flight.is_none() => {}
             _ = observe_tick.tick() => member.observe().await,
             _ = member.changed() => {}
-            // Always poll: a full batch pauses the partitions instead (below), and a record
-            // fetched before the pause took effect joins the batch.
-            msg = member.recv() => {
+            _ = tokio::time::sleep_until(full_since.map_or(deadline, |t| t + PAUSE_AFTER)),
+                if full_since.is_some() && !member.is_paused() => {}
+            // While paused, polling goes on; a record that arrives anyway joins the batch.
+            msg = member.recv(), if !full || member.is_paused() => {
                 let msg = match msg {
                     Ok(m) => m,
                     Err(e) => {
@@ -194,6 +202,7 @@ where
                 consumed.increment(1);
                 let origin = origin_of(&msg);
                 batch.saw(origin.partition, origin.offset);
+                positions.insert(origin.partition, origin.offset + 1);
                 match decoder.decode(&origin.payload) {
                     Ok(record) => {
                         batch.records.push(record);
@@ -208,8 +217,17 @@ where
                 }
             }
         }
-        let backpressure = batch.records.len() >= cfg.batch_max_rows && in_flight.is_some();
-        member.set_paused(backpressure);
+        if batch.records.len() >= cfg.batch_max_rows && in_flight.is_some() {
+            let since = *full_since.get_or_insert_with(tokio::time::Instant::now);
+            if since.elapsed() >= PAUSE_AFTER && !member.is_paused() {
+                member.set_paused(true);
+            }
+        } else {
+            full_since = None;
+            if member.is_paused() {
+                member.resume_at(&positions).await?;
+            }
+        }
     };
     // Finish the work in hand, in order: the batch in flight, then the one being read (one
     // attempt each: the shutdown is already triggered), each committed only if it landed.
@@ -307,6 +325,9 @@ async fn write_batch<S: Sink>(
     }
     Ok(true)
 }
+
+/// How long a full batch may wait for the one in flight before the partitions are paused.
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
 
 fn offsets_of(topic: &str, next: &BTreeMap<i32, i64>) -> BTreeMap<(String, i32), i64> {
     next.iter()

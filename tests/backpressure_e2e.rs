@@ -7,49 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use secpipe::{roles, runtime::Shutdown, Settings};
-use secpipe_schemas::{now_micros, scan::Finding, Codec};
-
-fn findings(run: &str, from: usize, to: usize) -> Vec<(String, Vec<u8>)> {
-    let codec = Codec::<Finding>::new().unwrap();
-    (from..to)
-        .map(|i| {
-            let f = Finding {
-                finding_id: format!("{run}-{i}"),
-                scan_id: format!("{run}-scan"),
-                tool: "bandit".into(),
-                rule_id: "B101".into(),
-                level: "warning".into(),
-                message: "assert used".into(),
-                file: "app.py".into(),
-                line: Some(i as i32),
-                fingerprint: None,
-                repository: Some(format!("repo-{}", i % 5)),
-                received_at: now_micros(),
-            };
-            (f.partition_key().to_string(), codec.encode(&f).unwrap())
-        })
-        .collect()
-}
-
-async fn rows(s: &Settings) -> u64 {
-    s.clickhouse
-        .client()
-        .query("SELECT uniqExact(finding_id) FROM findings")
-        .fetch_one()
-        .await
-        .unwrap()
-}
-
-/// The sum of a counter of `secpipe_*` over the lines of the metrics page that name `stage`.
-fn counter(name: &str, stage: &str) -> f64 {
-    secpipe::ops::metrics()
-        .render()
-        .lines()
-        .filter(|l| l.starts_with(name) && l.contains(&format!("stage=\"{stage}\"")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+use secpipe::{roles, runtime::Shutdown};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_longer_than_the_poll_interval_pauses_without_a_rebalance() {
@@ -72,10 +30,10 @@ async fn an_outage_longer_than_the_poll_interval_pauses_without_a_rebalance() {
     let loader = tokio::spawn(roles::clickhouse_loader(through.clone(), shutdown));
     produce_many(&s, &s.kafka.topics.findings, &findings(&run, 0, 200)).await;
     eventually(90, "the first 200 rows", || async {
-        (rows(&s).await == 200).then_some(())
+        (finding_rows(&s).await == 200).then_some(())
     })
     .await;
-    let assigned_before = counter("secpipe_partitions_assigned_total", stage);
+    let assigned_before = metric_sum("secpipe_partitions_assigned_total", stage);
     assert!(assigned_before >= 1.0, "the loader owns partitions");
 
     // Three poll intervals without ClickHouse, with records arriving all along.
@@ -94,7 +52,7 @@ async fn an_outage_longer_than_the_poll_interval_pauses_without_a_rebalance() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(
-        rows(&s).await,
+        finding_rows(&s).await,
         200,
         "nothing lands while ClickHouse is unreachable"
     );
@@ -107,16 +65,16 @@ async fn an_outage_longer_than_the_poll_interval_pauses_without_a_rebalance() {
 
     proxy.restore();
     eventually(120, "every row after the outage", || async {
-        (rows(&s).await == sent as u64).then_some(())
+        (finding_rows(&s).await == sent as u64).then_some(())
     })
     .await;
     assert_eq!(
-        counter("secpipe_partitions_revoked_total", stage),
+        metric_sum("secpipe_partitions_revoked_total", stage),
         0.0,
         "the group never took the loader's partitions away"
     );
     assert_eq!(
-        counter("secpipe_partitions_assigned_total", stage),
+        metric_sum("secpipe_partitions_assigned_total", stage),
         assigned_before,
         "no new assignment: the member stayed in its group"
     );

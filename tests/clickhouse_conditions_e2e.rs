@@ -7,39 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use secpipe::{roles, runtime::Shutdown, Settings};
-use secpipe_schemas::{now_micros, scan::Finding, Codec};
-
-fn findings(run: &str, from: usize, to: usize) -> Vec<(String, Vec<u8>)> {
-    let codec = Codec::<Finding>::new().unwrap();
-    (from..to)
-        .map(|i| {
-            let f = Finding {
-                finding_id: format!("{run}-{i}"),
-                scan_id: format!("{run}-scan"),
-                tool: "semgrep".into(),
-                rule_id: "python.lang.security".into(),
-                level: "error".into(),
-                message: "eval of input".into(),
-                file: "app.py".into(),
-                line: Some(i as i32),
-                fingerprint: None,
-                repository: Some(format!("repo-{}", i % 3)),
-                received_at: now_micros(),
-            };
-            (f.partition_key().to_string(), codec.encode(&f).unwrap())
-        })
-        .collect()
-}
-
-async fn rows(s: &Settings) -> u64 {
-    s.clickhouse
-        .client()
-        .query("SELECT uniqExact(finding_id) FROM findings")
-        .fetch_one()
-        .await
-        .unwrap()
-}
+use secpipe::{roles, runtime::Shutdown};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_server_holds_batches_and_nothing_is_dead_lettered() {
@@ -57,7 +25,7 @@ async fn a_read_only_server_holds_batches_and_nothing_is_dead_lettered() {
     let loader = tokio::spawn(roles::clickhouse_loader(through.clone(), shutdown));
     produce_many(&s, &s.kafka.topics.findings, &findings(&run, 0, 100)).await;
     eventually(60, "the first 100 rows", || async {
-        (rows(&s).await == 100).then_some(())
+        (finding_rows(&s).await == 100).then_some(())
     })
     .await;
 
@@ -86,7 +54,7 @@ async fn a_read_only_server_holds_batches_and_nothing_is_dead_lettered() {
         "/readyz reports the held batch while ClickHouse is read-only"
     );
     assert_eq!(
-        rows(&s).await,
+        finding_rows(&s).await,
         100,
         "nothing lands while the server refuses writes"
     );
@@ -103,7 +71,7 @@ async fn a_read_only_server_holds_batches_and_nothing_is_dead_lettered() {
 
     switch.set_readonly(false);
     eventually(90, "every row once the server takes writes", || async {
-        (rows(&s).await == sent as u64).then_some(())
+        (finding_rows(&s).await == sent as u64).then_some(())
     })
     .await;
     let ready = eventually(30, "/readyz to recover", || async {

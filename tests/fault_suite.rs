@@ -10,7 +10,6 @@ mod common;
 
 use std::{
     collections::BTreeSet,
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -18,65 +17,6 @@ use common::*;
 use secpipe::Settings;
 use secpipe_schemas::telemetry::{sample, TelemetryEvent};
 use serde_json::json;
-
-/// A tansu broker with sqlite storage in a folder of this test.
-struct Broker {
-    port: u16,
-    dir: std::path::PathBuf,
-    child: Option<std::process::Child>,
-}
-
-impl Broker {
-    fn start(port: u16, dir: std::path::PathBuf) -> Self {
-        let mut b = Self {
-            port,
-            dir,
-            child: None,
-        };
-        b.restart();
-        b
-    }
-
-    fn restart(&mut self) {
-        std::fs::create_dir_all(&self.dir).unwrap();
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::File::create(self.dir.join("tansu.log")).unwrap();
-        self.child = Some(
-            Command::new("tansu")
-                .args([
-                    "broker",
-                    "--listener-url",
-                    &url,
-                    "--advertised-listener-url",
-                    &url,
-                ])
-                .args(["--storage-engine", "sqlite://tansu.db"])
-                .current_dir(&self.dir)
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("tansu is installed (deploy/local/install.sh)"),
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "test broker did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn file_event(run: &str, i: usize) -> TelemetryEvent {
     let mut ev = sample::one_of_each(1)

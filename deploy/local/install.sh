@@ -15,6 +15,13 @@ else
         || die "apt-get install clickhouse-server clickhouse-client failed"
 fi
 command -v curl >/dev/null || die "curl is missing (apt-get install curl)"
+# librdkafka is built with OpenSSL (TLS and SASL/SCRAM to secured brokers).
+if ! pkg-config --exists openssl 2>/dev/null; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    say "installing libssl-dev and pkg-config (librdkafka's TLS and SCRAM)"
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libssl-dev pkg-config >/dev/null \
+        || die "apt-get install libssl-dev pkg-config failed"
+fi
 
 if command -v tansu >/dev/null && cargo install --list | grep -q "^tansu v$TANSU_VERSION:"; then
     say "tansu $TANSU_VERSION already installed"

@@ -630,3 +630,117 @@ impl ReadOnlySwitch {
         self.readonly.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// A tansu broker of the test's own, with sqlite storage in a folder of the test (it survives a
+/// kill -9, and it keeps SCRAM users, which tansu's memory storage drops).
+pub struct Broker {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    /// Start with `--authentication` (SASL SCRAM required).
+    pub authentication: bool,
+    child: Option<std::process::Child>,
+}
+
+impl Broker {
+    pub fn start(port: u16, dir: std::path::PathBuf) -> Self {
+        let mut b = Self {
+            port,
+            dir,
+            authentication: false,
+            child: None,
+        };
+        b.restart();
+        b
+    }
+
+    pub fn restart(&mut self) {
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tansu.log"))
+            .unwrap();
+        let mut cmd = std::process::Command::new("tansu");
+        cmd.args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "sqlite://tansu.db"]);
+        if self.authentication {
+            cmd.arg("--authentication");
+        }
+        self.child = Some(
+            cmd.current_dir(&self.dir)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("tansu is installed (deploy/local/install.sh)"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "test broker did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Encoded findings `{run}-{from}` .. `{run}-{to}` (five repositories), keyed as the gateway does.
+pub fn findings(run: &str, from: usize, to: usize) -> Vec<(String, Vec<u8>)> {
+    use secpipe_schemas::{scan::Finding, Codec};
+    let codec = Codec::<Finding>::new().unwrap();
+    (from..to)
+        .map(|i| {
+            let f = Finding {
+                finding_id: format!("{run}-{i}"),
+                scan_id: format!("{run}-scan"),
+                tool: "bandit".into(),
+                rule_id: "B101".into(),
+                level: "warning".into(),
+                message: "assert used".into(),
+                file: "app.py".into(),
+                line: Some(i as i32),
+                fingerprint: None,
+                repository: Some(format!("repo-{}", i % 5)),
+                received_at: secpipe_schemas::now_micros(),
+            };
+            (f.partition_key().to_string(), codec.encode(&f).unwrap())
+        })
+        .collect()
+}
+
+/// Distinct findings in ClickHouse.
+pub async fn finding_rows(s: &Settings) -> u64 {
+    s.clickhouse
+        .client()
+        .query("SELECT uniqExact(finding_id) FROM findings")
+        .fetch_one()
+        .await
+        .unwrap()
+}
+
+/// The sum of metric `name` over the lines of this process's metrics page that name `stage`.
+pub fn metric_sum(name: &str, stage: &str) -> f64 {
+    secpipe::ops::metrics()
+        .render()
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(&format!("stage=\"{stage}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
