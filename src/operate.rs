@@ -212,26 +212,9 @@ pub fn describe(l: &Letter) -> String {
     )
 }
 
-/// `micros` since the Unix epoch as an RFC 3339 UTC time, to the second.
+/// `micros` since the Unix epoch as an RFC 3339 UTC time (before 1970: the epoch).
 fn rfc3339(micros: i64) -> String {
-    let secs = micros.div_euclid(1_000_000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    secpipe_sinks::notify::rfc3339((micros.max(0) / 1000) as u64)
 }
 
 /// Produces the original key and payload of every selected letter to its original topic.

@@ -42,6 +42,8 @@ fn telemetry_settings(test: &str) -> Settings {
     // Rollups close on the next minute's heartbeat only: the wall clock must not change outputs
     // between the runs this file compares.
     s.processors.telemetry.rollup_flush_after_secs = 365 * 86_400;
+    // Nor may the wall clock forget emitted rollups (the late-data horizon) mid-run.
+    s.processors.telemetry.rollup_late_horizon_secs = 365 * 86_400;
     s.processors.batch_max_records = 300;
     s
 }

@@ -364,6 +364,11 @@ impl Processor for Telemetry {
             now_micros,
             secs_to_micros(self.cfg.rollup_flush_after_secs),
             secs_to_micros(self.cfg.rollup_late_horizon_secs),
+            secs_to_micros(
+                self.cfg
+                    .process_state_ttl_secs
+                    .max(self.cfg.rollup_late_horizon_secs),
+            ),
         );
         for r in &flushed {
             // Encoding a rollup cannot fail: its schema is compiled in.

@@ -342,6 +342,10 @@ pub fn child_env(s: &Settings) -> Vec<(String, String)> {
             "PROCESSORS__TELEMETRY__ROLLUP_FLUSH_AFTER_SECS",
             p.telemetry.rollup_flush_after_secs.to_string(),
         ),
+        (
+            "PROCESSORS__TELEMETRY__ROLLUP_LATE_HORIZON_SECS",
+            p.telemetry.rollup_late_horizon_secs.to_string(),
+        ),
         ("GATEWAY__REDACTION_KEY", s.gateway.redaction_key.clone()),
         ("CLICKHOUSE__URL", s.clickhouse.url.clone()),
         ("LOADER__GROUP_ID", s.loader.group_id.clone()),

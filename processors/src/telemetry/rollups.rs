@@ -11,9 +11,6 @@ use crate::{Change, StateStore};
 
 pub(super) const MINUTE_MICROS: i64 = 60 * 1_000_000;
 
-/// The only key of the floor store.
-const FLOOR: &str = "minute";
-
 /// The rollup part of the telemetry state.
 #[derive(Debug)]
 pub(super) struct Rollups {
@@ -23,9 +20,10 @@ pub(super) struct Rollups {
     open: StateStore<HeartbeatRollup>,
     /// "{process}|{minute}" -> an emitted minute, kept for late heartbeats until the horizon.
     emitted: StateStore<HeartbeatRollup>,
-    /// "minute" -> every emitted minute before this one has been forgotten. A heartbeat of such
-    /// a minute is late, not new: `process` tells them apart from the state alone, without
-    /// the wall clock that decided what to forget.
+    /// "{process}" -> the newest minute of the process that was emitted and then forgotten. A
+    /// heartbeat of that minute or an older one is late, not new: `process` tells them apart
+    /// from the state alone, without the wall clock that decided what to forget. Minutes a
+    /// process never had (a backfill of old data) are rolled up as usual.
     floor: StateStore<i64>,
 }
 
@@ -60,8 +58,8 @@ fn emitted_key(process: &str, minute: i64) -> String {
 }
 
 impl Rollups {
-    fn floor(&self) -> i64 {
-        self.floor.get(FLOOR).copied().unwrap_or(i64::MIN)
+    fn floor(&self, process: &str) -> i64 {
+        self.floor.get(process).copied().unwrap_or(i64::MIN)
     }
 
     /// Folds a heartbeat of `process` into its minute.
@@ -77,7 +75,7 @@ impl Rollups {
             fold(r, hb);
             return Folded::Emit(Box::new(r.clone()));
         }
-        if minute < self.floor() {
+        if minute <= self.floor(process) {
             return Folded::Expired;
         }
         let mut r = new_rollup(hb, minute);
@@ -110,6 +108,7 @@ impl Rollups {
         now: i64,
         flush_after: i64,
         late_horizon: i64,
+        floor_ttl: i64,
     ) -> Vec<HeartbeatRollup> {
         let flush_before = now
             .saturating_sub(flush_after)
@@ -128,13 +127,27 @@ impl Rollups {
                 .insert(emitted_key(&process, r.minute), r.clone());
             flushed.push(r);
         }
-        // Minutes that began before this one ended at or before `now - late_horizon`. Rounded
-        // to the minute so the floor changes (and is written to the changelog) once a minute.
+        // Minutes that began before this one ended at or before `now - late_horizon`: forget
+        // them, remembering per process the newest minute forgotten.
         let forget_before = minute_of(now.saturating_sub(late_horizon));
-        self.emitted.retain(|_, r| r.minute >= forget_before);
-        if forget_before > self.floor() {
-            self.floor.insert(FLOOR.into(), forget_before);
+        let mut forgotten: Vec<(String, i64)> = self
+            .emitted
+            .iter()
+            .filter(|(_, r)| r.minute < forget_before)
+            .map(|(k, r)| (k.clone(), r.minute))
+            .collect();
+        forgotten.sort_unstable();
+        for (key, minute) in forgotten {
+            self.emitted.remove(&key);
+            let process = key.rsplit_once('|').map_or(key.as_str(), |(p, _)| p);
+            if minute > self.floor(process) {
+                self.floor.insert(process.to_string(), minute);
+            }
         }
+        // A process's floor goes once it is `floor_ttl` old: its very late heartbeats are then
+        // rolled up afresh.
+        let floor_before = now.saturating_sub(floor_ttl);
+        self.floor.retain(|_, &m| m >= floor_before);
         flushed
     }
 

@@ -509,3 +509,39 @@ fn a_snapshot_restores_every_store_of_the_telemetry_state() {
     assert_eq!(s.live_keys(), 6, "{:?}", s.snapshot());
     crate::state::assert_snapshot_round_trips(&s);
 }
+
+#[test]
+fn a_backfill_of_hours_old_heartbeats_is_rolled_up_not_dropped() {
+    // The wall clock is far past the data: ticks run between the batches of the backfill.
+    let mut p = processor();
+    let mut s = TelemetryState::default();
+    let now = T0 + 5 * 3600 * SEC;
+    let mut emitted = Vec::new();
+    for minute in 0..4 {
+        let mut out = Outputs::default();
+        for i in 0..3 {
+            let hb = heartbeat(T0 + minute * 60 * SEC + i * 10 * SEC, 1, "backfill");
+            let codec = TelemetryCodec::new().unwrap();
+            let payload = codec.encode(&hb).unwrap();
+            let rec = InRecord {
+                topic: "raw",
+                partition: 0,
+                offset: minute * 3 + i,
+                timestamp_ms: now / 1000,
+                key: None,
+                payload: &payload,
+            };
+            p.process(&mut s, &rec, &mut out).unwrap();
+        }
+        p.tick(&mut s, now, &mut out);
+        emitted.extend(rollups_in(&out));
+        assert_eq!(out.counters.expired, 0, "nothing of a backfill is dropped");
+    }
+    let mut newest: std::collections::BTreeMap<i64, i64> = Default::default();
+    for r in emitted {
+        let n = newest.entry(r.minute).or_default();
+        *n = (*n).max(r.heartbeats);
+    }
+    assert_eq!(newest.len(), 4, "one rollup per minute");
+    assert!(newest.values().all(|&n| n == 3), "{newest:?}");
+}

@@ -45,6 +45,7 @@ pub use slack::SlackConfig;
 pub use sns::SnsConfig;
 pub use splunk::SplunkConfig;
 pub use teams::TeamsConfig;
+pub use text::rfc3339;
 pub use throttle::{ThrottleConfig, ThrottleEntry};
 pub use webhook::WebhookConfig;
 
