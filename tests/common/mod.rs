@@ -177,12 +177,29 @@ where
     }
 }
 
+/// The metadata of `topic`, retried for up to 60 s: a broker busy with the whole suite can drop
+/// a connection now and then.
+pub fn metadata<C: rdkafka::consumer::ConsumerContext>(
+    c: &BaseConsumer<C>,
+    topic: &str,
+) -> rdkafka::metadata::Metadata {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match c.fetch_metadata(Some(topic), Duration::from_secs(10)) {
+            Ok(md) => return md,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("metadata of {topic}: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("metadata of {topic}: {e}"),
+        }
+    }
+}
+
 /// Sum of the high watermarks of every partition of `topic`: how many records it holds.
 pub fn records_in(s: &Settings, topic: &str) -> i64 {
     let c: BaseConsumer = s.kafka.client_config("test-watermarks").create().unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
+    let md = metadata(&c, topic);
     md.topics()[0]
         .partitions()
         .iter()
@@ -237,9 +254,7 @@ pub fn read_partitioned(s: &Settings, topic: &str) -> Vec<Read> {
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
+    let md = metadata(&c, topic);
     let mut tpl = TopicPartitionList::new();
     for p in md.topics()[0].partitions() {
         tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
@@ -290,9 +305,7 @@ pub fn committed(s: &Settings, group: &str, topic: &str) -> i64 {
         .set("group.id", group)
         .create()
         .unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
+    let md = metadata(&c, topic);
     let mut tpl = TopicPartitionList::new();
     for p in md.topics()[0].partitions() {
         tpl.add_partition(topic, p.id());
