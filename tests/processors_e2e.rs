@@ -207,7 +207,7 @@ async fn telemetry_outputs_match_the_processor_logic_and_two_instances_match_one
         shutdown.clone(),
     ));
     let b = tokio::spawn(roles::processor(s.clone(), Proc::Telemetry, shutdown));
-    wait_consumed(&s, "telemetry", &s.kafka.topics.telemetry, 120).await;
+    wait_consumed(&s, "telemetry", &s.kafka.topics.telemetry, 240).await;
     trigger.trigger();
     a.await.unwrap().unwrap();
     b.await.unwrap().unwrap();
@@ -247,7 +247,7 @@ async fn kill_9_mid_stream_loses_nothing_and_duplicates_only_identical_records()
     };
     let mut child = ChildGuard(spawn());
     // Kill it once it has committed part of the stream, but not all of it.
-    let partway = eventually(120, "the first commits", || {
+    let partway = eventually(240, "the first commits", || {
         let (s, group, topic) = (s.clone(), group.clone(), s.kafka.topics.telemetry.clone());
         async move {
             let c = tokio::task::spawn_blocking(move || committed(&s, &group, &topic))
@@ -265,7 +265,7 @@ async fn kill_9_mid_stream_loses_nothing_and_duplicates_only_identical_records()
     );
 
     let child = ChildGuard(spawn());
-    wait_consumed(&s, "telemetry", &s.kafka.topics.telemetry, 180).await;
+    wait_consumed(&s, "telemetry", &s.kafka.topics.telemetry, 240).await;
     drop(child);
 
     let actual = actual_telemetry(&s);
@@ -323,7 +323,7 @@ async fn restore_reads_from_the_latest_snapshot_and_the_state_is_exact() {
     produce_many(&s, &s.kafka.topics.telemetry, &input[..2_000]).await;
     let (trigger, shutdown) = Shutdown::new();
     let task = tokio::spawn(roles::processor(s.clone(), Proc::Telemetry, shutdown));
-    wait_consumed(&s, "telemetry", &s.kafka.topics.telemetry, 120).await;
+    wait_consumed(&s, "telemetry", &s.kafka.topics.telemetry, 240).await;
     trigger.trigger();
     task.await.unwrap().unwrap();
     let changelog = format!("{}telemetry", s.processors.changelog_prefix);
@@ -344,7 +344,7 @@ async fn restore_reads_from_the_latest_snapshot_and_the_state_is_exact() {
     let (trigger, shutdown) = Shutdown::new();
     let task = tokio::spawn(roles::processor(s.clone(), Proc::Telemetry, shutdown));
     produce_many(&s, &s.kafka.topics.telemetry, &input[2_000..]).await;
-    wait_consumed(&s, "telemetry", &s.kafka.topics.telemetry, 120).await;
+    wait_consumed(&s, "telemetry", &s.kafka.topics.telemetry, 240).await;
     trigger.trigger();
     task.await.unwrap().unwrap();
     let restores = metric("secpipe_state_restore_seconds_count") - restores_before;
