@@ -465,3 +465,49 @@ async fn the_produce_cli_sends_files_straight_to_kafka_and_reports_bad_lines() {
     assert_eq!(records_in(&s, &s.kafka.topics.findings), 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every rejection is a JSON body that says why: the router's own (unknown path, wrong method)
+/// and an admin-event id that does not decode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_routers_own_rejections_are_json_too() {
+    let mut s = settings("jsonrejections");
+    require_stack(&s).await;
+    s.gateway
+        .tokens
+        .push(secpipe_producers::gateway::TokenConfig {
+            name: "admin".into(),
+            sha256: secpipe_producers::gateway::hash_token("admin-token"),
+            role: secpipe_producers::gateway::Role::Admin,
+            kinds: vec![],
+            rate_per_sec: 0,
+        });
+    let gw = Pipeline::gateway_only(&s).await;
+    let http = reqwest::Client::new();
+    for (req, status, error) in [
+        (http.get(gw.url("/track")), 405, "method_not_allowed"),
+        (
+            http.delete(gw.url("/v1/admin-events")),
+            405,
+            "method_not_allowed",
+        ),
+        (http.get(gw.url("/v2/nothing")), 404, "not_found"),
+        (
+            http.get(gw.url("/v1/admin-events/%FF"))
+                .bearer_auth("admin-token"),
+            400,
+            "invalid_message",
+        ),
+    ] {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status);
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with("application/json"), "{ct}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], error, "{body}");
+        assert!(
+            body["reason"].as_str().is_some_and(|r| !r.is_empty()),
+            "{body}"
+        );
+    }
+    gw.stop().await;
+}

@@ -3,7 +3,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use axum::{
-    extract::{Path, Query, State},
+    extract::{rejection::PathRejection, Path, Query, State},
     http::HeaderMap,
     Json,
 };
@@ -163,9 +163,12 @@ pub(crate) async fn list(
 pub(crate) async fn get(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, Rejection> {
     let client = admin_only(&gw, &headers)?;
+    // An id that does not decode (e.g. `%FF`) is a bad request with a JSON reason, not axum's
+    // plain-text rejection.
+    let Path(id) = id.map_err(|e| Rejection::invalid("id", e.body_text()))?;
     match admin_api::get(client, &id)
         .await
         .map_err(|e| store_error(e, gw.cfg.retry_after_secs))?

@@ -146,6 +146,17 @@ pub fn router(
         .route("/v1/admin-events", get(admin_events::list))
         .route("/v1/admin-events/{id}", get(admin_events::get))
         .route("/healthz", get(|| async { "ok" }))
+        // Every rejection is JSON, the router's own too.
+        .fallback(|| async { Rejection::NotFound("no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async {
+            (
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                axum::Json(serde_json::json!({
+                    "error": "method_not_allowed",
+                    "reason": "this endpoint does not take this method (POST for ingest, GET for the admin API)",
+                })),
+            )
+        })
         // The body limit is enforced by `Gateway::body` so that a 413 says why in JSON.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state))
