@@ -34,6 +34,9 @@ pub struct OwnershipContext {
     stage: String,
     topic: String,
     events: Mutex<Vec<Ownership>>,
+    /// Whether `events` holds anything: the stage checks it after every record, and this keeps
+    /// that check free of a lock.
+    pending: std::sync::atomic::AtomicBool,
     owned: Mutex<BTreeSet<i32>>,
     changed: tokio::sync::Notify,
 }
@@ -51,6 +54,8 @@ impl OwnershipContext {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(event);
+        self.pending
+            .store(true, std::sync::atomic::Ordering::Release);
         self.changed.notify_one();
     }
 }
@@ -118,6 +123,7 @@ impl Member {
             stage: stage.to_string(),
             topic: topic.to_string(),
             events: Mutex::new(Vec::new()),
+            pending: std::sync::atomic::AtomicBool::new(false),
             owned: Mutex::new(BTreeSet::new()),
             changed: tokio::sync::Notify::new(),
         };
@@ -162,6 +168,13 @@ impl Member {
     /// The ownership changes since the last call, oldest first. Newly assigned partitions are
     /// paused at once while this member is paused.
     pub fn ownership_changes(&self) -> Vec<Ownership> {
+        let context = self.consumer.context();
+        if !context
+            .pending
+            .swap(false, std::sync::atomic::Ordering::Acquire)
+        {
+            return Vec::new();
+        }
         let events = std::mem::take(
             &mut *self
                 .consumer

@@ -65,23 +65,8 @@ fn mask(v: &mut Value, key: &str) {
     }
 }
 
-/// Checks that every processor's changelog topic has at least as many partitions as its input:
-/// input partition `p` keeps its state in changelog partition `p`.
-pub fn check_topology(settings: &Settings) -> anyhow::Result<()> {
-    let client: BaseConsumer = settings.kafka.client_config("topology").create()?;
-    let t = &settings.kafka.topics;
-    for (processor, input) in [
-        ("admin-events", &t.scan_failures),
-        ("scan-results", &t.scan_results),
-        ("telemetry", &t.telemetry),
-    ] {
-        let changelog = format!("{}{processor}", settings.processors.changelog_prefix);
-        check_changelog_partitions(&client, input, &changelog)?;
-    }
-    Ok(())
-}
-
-/// One processor's part of [`check_topology`].
+/// Checks that `changelog` has at least as many partitions as `input`: input partition `p`
+/// keeps its state in changelog partition `p`. Every processor runs it before it starts.
 pub fn check_changelog_partitions(
     client: &BaseConsumer,
     input: &str,

@@ -16,9 +16,7 @@ async fn an_outage_longer_than_the_poll_interval_pauses_without_a_rebalance() {
     require_stack(&s).await;
     secpipe::ops::metrics();
     let run = uuid::Uuid::new_v4().simple().to_string();
-    let proxy = Proxy::start(s.clickhouse.url.trim_start_matches("http://").to_string()).await;
-    let mut through = s.clone();
-    through.clickhouse.url = format!("http://{}", proxy.addr);
+    let (proxy, mut through) = Proxy::clickhouse(&s).await;
     through.kafka.session_timeout_ms = 6_000;
     through.kafka.max_poll_interval_ms = 7_000;
     through.loader.batch_max_rows = 50;

@@ -432,6 +432,14 @@ impl Proxy {
         }
     }
 
+    /// A proxy in front of the ClickHouse of `s`, and settings that reach ClickHouse through it.
+    pub async fn clickhouse(s: &Settings) -> (Self, Settings) {
+        let proxy = Self::start(s.clickhouse.url.trim_start_matches("http://").to_string()).await;
+        let mut through = s.clone();
+        through.clickhouse.url = format!("http://{}", proxy.addr);
+        (proxy, through)
+    }
+
     pub fn cut(&self) {
         use std::sync::atomic::Ordering;
         self.up.store(false, Ordering::SeqCst);
