@@ -61,7 +61,7 @@ async fn posted_scan_reports_land_in_clickhouse_with_every_field() {
     }
     let after = secpipe_schemas::now_micros() / 1_000_000;
 
-    let rows = eventually(60, "both reports in ClickHouse", || async {
+    let rows = eventually(120, "both reports in ClickHouse", || async {
         let rows = rows_for_repo(&s, &repo).await;
         (rows.len() == 2).then_some(rows)
     })
@@ -196,7 +196,7 @@ async fn retried_post_collapses_to_one_row() {
         3,
         "three posts, three records"
     );
-    eventually(60, "the report in ClickHouse", || async {
+    eventually(120, "the report in ClickHouse", || async {
         (!rows_for_repo(&s, &repo).await.is_empty()).then_some(())
     })
     .await;
@@ -222,7 +222,7 @@ async fn undecodable_record_goes_to_dead_letter_and_loading_goes_on() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    eventually(60, "the valid report in ClickHouse", || async {
+    eventually(120, "the valid report in ClickHouse", || async {
         (rows_for_repo(&s, &repo).await.len() == 1).then_some(())
     })
     .await;
@@ -272,7 +272,7 @@ async fn the_tools_own_summary_outranks_a_later_sarif_run_of_the_same_scan() {
     assert_eq!(r.status(), 200);
     // Both summaries reach the table; FINAL keeps the tool's own.
     let client = s.clickhouse.client();
-    eventually(60, "both summaries loaded", || async {
+    eventually(120, "both summaries loaded", || async {
         let n: u64 = client
             .query("SELECT count() FROM scan_results WHERE scan_id = ?")
             .bind(&id)
