@@ -36,6 +36,8 @@ pub struct Settings {
     pub ops: crate::ops::OpsConfig,
     /// Record framing: single-object encoding, or a Schema Registry's wire format.
     pub schemas: SchemasConfig,
+    /// How scan reports are completed: scanner aliases, repository → team mapping.
+    pub scans: secpipe_producers::scan_settings::ScanConfig,
 }
 
 /// Avro framing (section `[schemas]`).
@@ -69,6 +71,7 @@ impl Default for Settings {
             log: Default::default(),
             ops: Default::default(),
             schemas: Default::default(),
+            scans: Default::default(),
         }
     }
 }
@@ -236,6 +239,7 @@ impl Settings {
             return bad("kafka.partitions", "a positive number");
         }
         self.kafka.validate().map_err(ConfigError::Invalid)?;
+        self.scans.validate().map_err(ConfigError::Invalid)?;
         if self.kafka.max_poll_interval_ms < self.kafka.session_timeout_ms {
             return bad(
                 "kafka.max_poll_interval_ms",

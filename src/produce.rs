@@ -10,7 +10,9 @@ use std::{
 use anyhow::Context;
 use futures::{stream::FuturesUnordered, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
-use secpipe_producers::{EventProducer, IngestError, Ingestor, Prepared};
+use secpipe_producers::{
+    scan_settings::ScanSettings, EventProducer, IngestError, Ingestor, Prepared,
+};
 
 use crate::Settings;
 
@@ -65,7 +67,8 @@ pub async fn run(settings: &Settings, kind: Kind, input: &str) -> anyhow::Result
         producer,
         settings.kafka.topics.clone(),
         &settings.gateway.redaction_key,
-    )?;
+    )?
+    .with_scan_settings(ScanSettings::new(&settings.scans));
     let (mut reader, len) = open(input)?;
     let bar = progress(len);
     let started = Instant::now();

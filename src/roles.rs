@@ -34,6 +34,7 @@ pub async fn gateway_on(
         &settings.gateway,
         producer.clone(),
         settings.kafka.topics.clone(),
+        &settings.scans,
         Some(&settings.clickhouse),
         async move { shutdown.wait().await },
     )

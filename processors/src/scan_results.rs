@@ -1,11 +1,22 @@
-//! Scan results: one record per scan id (a retried POST or a replayed SARIF upload counts once),
-//! rollups of findings per repository, branch, UTC day and scanner, the latest status of each
-//! repository, and the scan alerts (a cross on some scanner; critical findings on a default
-//! branch).
+//! Scan results: rollups of findings per repository, branch, UTC day and scanner, the latest
+//! status of each repository, and the scan alerts (a cross on some scanner; critical findings on
+//! a default branch). Repositories are keyed by their normalised URI
+//! ([`secpipe_schemas::repository::key`]), so same-named repositories of two organisations stay
+//! apart.
+//!
+//! **One scan, several messages.** Everything that carries one scan id is merged into one scan:
+//! - a message without scanner summaries (the scan client's `{"id", "depscan_summary"}` before its
+//!   summary) is a fragment: it counts for nothing and does not make the summary a repeat;
+//! - the tool's own message (`origin = track`) outranks summaries derived from SARIF runs of the
+//!   same scan: whichever arrives first, the rollups and the status end up as the tool's message
+//!   says (a SARIF contribution counted first is taken back);
+//! - SARIF runs of other tools of the same scan add their scanners; a repeat of anything already
+//!   counted (a retried POST, a re-uploaded report) counts once.
 use secpipe_schemas::{
     alert::Alert,
+    repository,
     rollups::{RepoStatus, ScanRollup},
-    scan::ScanReport,
+    scan::{ScanReport, ScannerSummary},
     Codec, SchemaError,
 };
 use serde::{Deserialize, Serialize};
@@ -33,10 +44,67 @@ impl Default for ScanResultsConfig {
     }
 }
 
-/// Seen scan ids, open daily rollups, and the latest status per repository.
+/// Rank of what a message says about its scan: a fragment (no scanner summaries) says nothing,
+/// a SARIF-derived summary something, the tool's own message the final word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+enum Rank {
+    Fragment,
+    Sarif,
+    Track,
+}
+
+fn rank_of(report: &ScanReport) -> Rank {
+    if report.report_summary.is_empty() {
+        Rank::Fragment
+    } else if report.origin == "sarif" {
+        Rank::Sarif
+    } else {
+        Rank::Track
+    }
+}
+
+/// What one scanner of a scan added to the rollups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Counted {
+    scanner: String,
+    failed: bool,
+    critical: i64,
+    high: i64,
+    medium: i64,
+    low: i64,
+}
+
+impl From<&ScannerSummary> for Counted {
+    fn from(s: &ScannerSummary) -> Self {
+        Self {
+            scanner: s.scanner.clone(),
+            failed: repository::is_failed(&s.status),
+            critical: s.critical,
+            high: s.high,
+            medium: s.medium,
+            low: s.low,
+        }
+    }
+}
+
+/// A scan the processor has seen: what counts for it, and where it was counted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ScanEntry {
+    /// When its first message arrived (microseconds); the scan's time.
+    first_seen: i64,
+    rank: Rank,
+    /// Repository key the scanners were counted under; empty when none was known.
+    repo: String,
+    branch: String,
+    counted: Vec<Counted>,
+}
+
+/// Scans seen, open daily rollups, and the latest status per repository.
 #[derive(Debug)]
 pub struct ScanResultsState {
-    seen: StateStore<i64>,
+    scans: StateStore<ScanEntry>,
+    /// Scan ids remembered by earlier versions (counted once, contributions unknown).
+    legacy_seen: StateStore<i64>,
     rollups: StateStore<ScanRollup>,
     status: StateStore<RepoStatus>,
 }
@@ -44,7 +112,8 @@ pub struct ScanResultsState {
 impl Default for ScanResultsState {
     fn default() -> Self {
         Self {
-            seen: StateStore::new("seen"),
+            scans: StateStore::new("scan"),
+            legacy_seen: StateStore::new("seen"),
             rollups: StateStore::new("rollup"),
             status: StateStore::new("status"),
         }
@@ -54,14 +123,18 @@ impl Default for ScanResultsState {
 impl PartitionState for ScanResultsState {
     fn drain_changes(&mut self) -> Vec<Change> {
         let mut out = Vec::new();
-        self.seen.drain_into(&mut out);
+        self.scans.drain_into(&mut out);
+        self.legacy_seen.drain_into(&mut out);
         self.rollups.drain_into(&mut out);
         self.status.drain_into(&mut out);
         out
     }
 
     fn apply(&mut self, change: &Change) -> Result<(), String> {
-        if !self.seen.try_apply(change)? && !self.rollups.try_apply(change)? {
+        if !self.scans.try_apply(change)?
+            && !self.legacy_seen.try_apply(change)?
+            && !self.rollups.try_apply(change)?
+        {
             self.status.try_apply(change)?;
         }
         Ok(())
@@ -69,14 +142,51 @@ impl PartitionState for ScanResultsState {
 
     fn snapshot(&self) -> Vec<Change> {
         let mut out = Vec::with_capacity(self.live_keys());
-        self.seen.snapshot_into(&mut out);
+        self.scans.snapshot_into(&mut out);
+        self.legacy_seen.snapshot_into(&mut out);
         self.rollups.snapshot_into(&mut out);
         self.status.snapshot_into(&mut out);
         out
     }
 
     fn live_keys(&self) -> usize {
-        self.seen.len() + self.rollups.len() + self.status.len()
+        self.scans.len() + self.legacy_seen.len() + self.rollups.len() + self.status.len()
+    }
+}
+
+/// What a message does to its scan.
+#[derive(Debug, PartialEq)]
+enum Action {
+    /// Nothing new: a repeat, a fragment after content, or a SARIF summary the tool's own
+    /// message already outranks.
+    Repeat,
+    /// Remember the scan; count nothing yet (a fragment).
+    Remember,
+    /// Count the message's scanners (those not counted yet when `only_new`).
+    Count { only_new: bool },
+    /// Take back everything counted, then count the message.
+    Replace,
+}
+
+fn decide(entry: Option<&ScanEntry>, report: &ScanReport) -> Action {
+    let rank = rank_of(report);
+    match entry {
+        None if rank == Rank::Fragment => Action::Remember,
+        None => Action::Count { only_new: false },
+        Some(_) if rank == Rank::Fragment => Action::Repeat,
+        Some(e) if e.rank == Rank::Fragment => Action::Count { only_new: false },
+        Some(e) => match (rank, e.rank) {
+            (Rank::Track, Rank::Sarif) => Action::Replace,
+            (Rank::Sarif, Rank::Sarif)
+                if report
+                    .report_summary
+                    .iter()
+                    .any(|s| !e.counted.iter().any(|c| c.scanner == s.scanner)) =>
+            {
+                Action::Count { only_new: true }
+            }
+            _ => Action::Repeat,
+        },
     }
 }
 
@@ -137,7 +247,7 @@ impl ScanResults {
         let failing: Vec<&str> = report
             .report_summary
             .iter()
-            .filter(|s| s.status == "❌")
+            .filter(|s| repository::is_failed(&s.status))
             .map(|s| s.scanner.as_str())
             .collect();
         let critical = saturating_sum(report.report_summary.iter().map(|s| s.critical));
@@ -193,6 +303,121 @@ impl ScanResults {
         }
         Ok(())
     }
+
+    /// Adds (`sign` 1) or takes back (`sign` -1) one scanner's counts in the rollup of
+    /// (`repo`, `branch`, `day`), and emits the rollup's new version.
+    #[allow(clippy::too_many_arguments)]
+    fn add_to_rollup(
+        &self,
+        state: &mut ScanResultsState,
+        repo: &str,
+        branch: &str,
+        day: i32,
+        team: Option<String>,
+        c: &Counted,
+        sign: i64,
+        report: &ScanReport,
+        out: &mut Outputs,
+    ) -> Result<(), ProcessError> {
+        let id = ScanRollup::derive_id(repo, branch, day, &c.scanner);
+        if !state.rollups.contains(&id) {
+            state.rollups.insert(
+                id.clone(),
+                ScanRollup {
+                    rollup_id: id.clone(),
+                    repository: repo.to_string(),
+                    team: team.clone(),
+                    branch: branch.to_string(),
+                    day,
+                    scanner: c.scanner.clone(),
+                    scans: 0,
+                    failed_scans: 0,
+                    critical: 0,
+                    high: 0,
+                    medium: 0,
+                    low: 0,
+                    version: 0,
+                    updated_at: 0,
+                },
+            );
+        }
+        let rollup = state.rollups.get_mut(&id).expect("just inserted");
+        // Counts come from the request (or from whatever else wrote the topic): saturating,
+        // so hostile ones cannot overflow and dead-letter every later scan of the day; a take
+        // back never goes below zero.
+        let apply = |total: &mut i64, n: i64| {
+            *total = if sign >= 0 {
+                total.saturating_add(n)
+            } else {
+                total.saturating_sub(n).max(0)
+            }
+        };
+        apply(&mut rollup.scans, 1);
+        apply(&mut rollup.failed_scans, i64::from(c.failed));
+        apply(&mut rollup.critical, c.critical);
+        apply(&mut rollup.high, c.high);
+        apply(&mut rollup.medium, c.medium);
+        apply(&mut rollup.low, c.low);
+        if team.is_some() {
+            rollup.team = team;
+        }
+        rollup.version = rollup.version.saturating_add(1);
+        rollup.updated_at = rollup.updated_at.max(report.received_at);
+        let bytes = self.rollups.encode(rollup)?;
+        out.push(&self.topics.rollups, repo.to_string(), bytes);
+        Ok(())
+    }
+
+    /// Sets the repository's status from everything counted for this scan, unless a newer
+    /// scan already set it.
+    fn update_status(
+        &self,
+        state: &mut ScanResultsState,
+        repo: &str,
+        branch: &str,
+        report: &ScanReport,
+        entry: &ScanEntry,
+        out: &mut Outputs,
+    ) -> Result<(), ProcessError> {
+        let current = state.status.get(repo);
+        let newer = current.is_none_or(|s| s.scan_id == report.id || s.scanned_at <= entry.first_seen);
+        if !newer {
+            return Ok(());
+        }
+        let sum = |f: fn(&Counted) -> i64| saturating_sum(entry.counted.iter().map(f));
+        let failing: Vec<String> = entry
+            .counted
+            .iter()
+            .filter(|c| c.failed)
+            .map(|c| c.scanner.clone())
+            .collect();
+        let repo_type = if report.repo_type.is_empty() {
+            current
+                .filter(|s| s.scan_id == report.id)
+                .map(|s| s.repo_type.clone())
+                .unwrap_or_default()
+        } else {
+            report.repo_type.clone()
+        };
+        let status = RepoStatus {
+            repository: repo.to_string(),
+            team: report.team.clone(),
+            branch: branch.to_string(),
+            scan_id: report.id.clone(),
+            scanned_at: entry.first_seen,
+            status: if failing.is_empty() { "pass" } else { "fail" }.into(),
+            failing_scanners: failing,
+            repo_type,
+            critical: sum(|c| c.critical),
+            high: sum(|c| c.high),
+            medium: sum(|c| c.medium),
+            low: sum(|c| c.low),
+            invoked_by: report.repo_context.invoked_by.clone(),
+        };
+        out.push(&self.topics.status, repo.to_string(), self.statuses.encode(&status)?);
+        state.status.insert(repo.to_string(), status);
+        Ok(())
+    }
 }
 
 impl Processor for ScanResults {
@@ -221,97 +446,74 @@ impl Processor for ScanResults {
         out: &mut Outputs,
     ) -> Result<(), ProcessError> {
         let report = self.reports.decode(record.payload)?;
-        if state.seen.contains(&report.id) {
+        if state.legacy_seen.contains(&report.id) {
             out.counters.dedupe_hits += 1;
             return Ok(());
         }
-        state.seen.insert(report.id.clone(), report.received_at);
-        let repo = report
-            .repo_context
-            .repository_name
-            .clone()
-            .or_else(|| report.repo_context.repository_uri.clone())
-            .unwrap_or_else(|| "(unknown)".into());
+        let action = decide(state.scans.get(&report.id), &report);
+        let mut entry = match state.scans.get(&report.id) {
+            Some(e) => e.clone(),
+            None => ScanEntry {
+                first_seen: report.received_at,
+                rank: Rank::Fragment,
+                repo: String::new(),
+                branch: String::new(),
+                counted: Vec::new(),
+            },
+        };
+        let repo = report.repository_key();
         let branch = report.repo_context.branch.clone().unwrap_or_default();
-        let day = day_of(report.received_at);
-        for s in &report.report_summary {
-            let id = ScanRollup::derive_id(&repo, &branch, day, &s.scanner);
-            let rollup = match state.rollups.get_mut(&id) {
-                Some(r) => r,
-                None => {
-                    state.rollups.insert(
-                        id.clone(),
-                        ScanRollup {
-                            rollup_id: id.clone(),
-                            repository: repo.clone(),
-                            team: report.team.clone(),
-                            branch: branch.clone(),
-                            day,
-                            scanner: s.scanner.clone(),
-                            scans: 0,
-                            failed_scans: 0,
-                            critical: 0,
-                            high: 0,
-                            medium: 0,
-                            low: 0,
-                            version: 0,
-                            updated_at: 0,
-                        },
-                    );
-                    state.rollups.get_mut(&id).expect("just inserted")
+        let day = day_of(entry.first_seen);
+        let counted_now: Vec<Counted> = match action {
+            Action::Repeat => {
+                out.counters.dedupe_hits += 1;
+                return Ok(());
+            }
+            Action::Remember => {
+                state.scans.insert(report.id.clone(), entry);
+                return Ok(());
+            }
+            Action::Replace => {
+                if !entry.repo.is_empty() {
+                    let (repo, branch) = (entry.repo.clone(), entry.branch.clone());
+                    for c in std::mem::take(&mut entry.counted) {
+                        self.add_to_rollup(state, &repo, &branch, day, None, &c, -1, &report, out)?;
+                    }
                 }
-            };
-            // Counts come from the request (or from whatever else wrote the topic): saturating,
-            // so hostile ones cannot overflow and dead-letter every later scan of the day.
-            rollup.scans = rollup.scans.saturating_add(1);
-            rollup.failed_scans = rollup
-                .failed_scans
-                .saturating_add(i64::from(s.status == "❌"));
-            rollup.critical = rollup.critical.saturating_add(s.critical);
-            rollup.high = rollup.high.saturating_add(s.high);
-            rollup.medium = rollup.medium.saturating_add(s.medium);
-            rollup.low = rollup.low.saturating_add(s.low);
-            rollup.version = rollup.version.saturating_add(1);
-            rollup.updated_at = rollup.updated_at.max(report.received_at);
-            let bytes = self.rollups.encode(rollup)?;
-            out.push(&self.topics.rollups, repo.clone(), bytes);
-        }
-        let newer = state
-            .status
-            .get(&repo)
-            .is_none_or(|s| s.scanned_at <= report.received_at);
-        if newer {
-            let sum = |f: fn(&secpipe_schemas::scan::ScannerSummary) -> i64| -> i64 {
-                saturating_sum(report.report_summary.iter().map(f))
-            };
-            let failing: Vec<String> = report
+                entry.counted.clear();
+                report.report_summary.iter().map(Counted::from).collect()
+            }
+            Action::Count { only_new } => report
                 .report_summary
                 .iter()
-                .filter(|s| s.status == "❌")
-                .map(|s| s.scanner.clone())
-                .collect();
-            let status = RepoStatus {
-                repository: repo.clone(),
-                team: report.team.clone(),
-                branch: branch.clone(),
-                scan_id: report.id.clone(),
-                scanned_at: report.received_at,
-                status: if failing.is_empty() { "pass" } else { "fail" }.into(),
-                failing_scanners: failing,
-                repo_type: report.repo_type.clone(),
-                critical: sum(|s| s.critical),
-                high: sum(|s| s.high),
-                medium: sum(|s| s.medium),
-                low: sum(|s| s.low),
-                invoked_by: report.repo_context.invoked_by.clone(),
-            };
-            out.push(
-                &self.topics.status,
-                repo.clone(),
-                self.statuses.encode(&status)?,
-            );
-            state.status.insert(repo.clone(), status);
+                .filter(|s| !only_new || !entry.counted.iter().any(|c| c.scanner == s.scanner))
+                .map(Counted::from)
+                .collect(),
+        };
+        entry.rank = entry.rank.max(rank_of(&report));
+        // Without a repository there is nothing to roll up or to give a status: the scan is
+        // remembered (a later message with the repository counts), and nothing is attributed
+        // to an "(unknown)" repository.
+        let Some(repo) = repo else {
+            entry.counted.extend(counted_now);
+            entry.repo.clear();
+            state.scans.insert(report.id.clone(), entry);
+            return Ok(());
+        };
+        if entry.repo.is_empty() && !entry.counted.is_empty() {
+            // Scanners remembered without a repository count now that one is known.
+            for c in &entry.counted {
+                self.add_to_rollup(state, &repo, &branch, day, report.team.clone(), c, 1, &report, out)?;
+            }
         }
+        for c in &counted_now {
+            self.add_to_rollup(state, &repo, &branch, day, report.team.clone(), c, 1, &report, out)?;
+        }
+        entry.counted.extend(counted_now);
+        entry.repo = repo.clone();
+        entry.branch = branch.clone();
+        self.update_status(state, &repo, &branch, &report, &entry, out)?;
+        state.scans.insert(report.id.clone(), entry);
         self.raise(&report, &repo, out)
     }
 
@@ -319,7 +521,8 @@ impl Processor for ScanResults {
         // Saturating throughout: the horizon is config, `now` the wall clock, and a rollup's
         // day comes from a record's `received_at`, which can be anything a producer wrote.
         let forget_before = now_micros.saturating_sub(secs_to_micros(self.cfg.dedupe_horizon_secs));
-        state.seen.retain(|_, &received| received > forget_before);
+        state.scans.retain(|_, e| e.first_seen > forget_before);
+        state.legacy_seen.retain(|_, &received| received > forget_before);
         // A day's rollup is final two days later (late scans of that day are rare).
         state.rollups.retain(|_, r| {
             i64::from(r.day)
@@ -579,5 +782,118 @@ mod tests {
             &[report("a", "web", "main", 3, 3, "❌")],
         );
         assert_eq!((out.counters.dedupe_hits, out.records.len()), (1, 0));
+    }
+
+    fn with(payload: &[u8], f: impl FnOnce(&mut ScanReport)) -> Vec<u8> {
+        let codec = Codec::<ScanReport>::new().unwrap();
+        let mut r = codec.decode(payload).unwrap();
+        f(&mut r);
+        codec.encode(&r).unwrap()
+    }
+
+    fn decoded<T: secpipe_schemas::AvroRecord + serde::de::DeserializeOwned>(
+        out: &Outputs,
+        topic: &str,
+    ) -> Vec<T> {
+        let codec = Codec::<T>::new().unwrap();
+        out.records
+            .iter()
+            .filter(|r| r.topic == topic)
+            .map(|r| codec.decode(&r.payload).unwrap())
+            .collect()
+    }
+
+    /// The newest version of every rollup.
+    fn totals(out: &Outputs) -> std::collections::BTreeMap<String, ScanRollup> {
+        decoded::<ScanRollup>(out, "rollups")
+            .into_iter()
+            .map(|r| (format!("{}|{}", r.repository, r.scanner), r))
+            .collect()
+    }
+
+    #[test]
+    fn a_fragment_first_does_not_make_the_summary_a_repeat() {
+        let mut p = processor();
+        let mut state = ScanResultsState::default();
+        let fragment = with(&report("run", "web", "main", 10, 0, "✅"), |r| {
+            r.report_summary.clear();
+            r.repo_context = RepoContext::default();
+        });
+        let out = feed(
+            &mut p,
+            &mut state,
+            &[fragment.clone(), report("run", "web", "main", 20, 2, "❌"), fragment],
+        );
+        assert_eq!(out.counters.dedupe_hits, 1, "only the late fragment is a repeat");
+        let statuses = decoded::<RepoStatus>(&out, "status");
+        assert_eq!(statuses.len(), 1, "no status for an unknown repository");
+        assert_eq!((statuses[0].repository.as_str(), statuses[0].status.as_str()), ("web", "fail"));
+        let t = totals(&out);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t["web|njs"].critical, 2);
+    }
+
+    #[test]
+    fn the_tools_own_message_outranks_sarif_in_either_order() {
+        let sarif = |id: &str| {
+            with(&report(id, "web", "main", 10, 5, "❌"), |r| {
+                r.origin = "sarif".into();
+                r.report_summary[0].high = 9;
+            })
+        };
+        let track = |id: &str| report(id, "web", "main", 20, 0, "✅");
+        for order in [[sarif("s"), track("s")], [track("s"), sarif("s")]] {
+            let mut p = processor();
+            let mut state = ScanResultsState::default();
+            let out = feed(&mut p, &mut state, &order);
+            let t = totals(&out);
+            let r = &t["web|njs"];
+            assert_eq!((r.scans, r.failed_scans, r.critical, r.high), (1, 0, 0, 1), "{r:?}");
+            let last = decoded::<RepoStatus>(&out, "status").pop().unwrap();
+            assert_eq!((last.status.as_str(), last.critical), ("pass", 0));
+        }
+    }
+
+    #[test]
+    fn sarif_runs_of_other_tools_add_their_scanners_and_repeats_count_once() {
+        let mut p = processor();
+        let mut state = ScanResultsState::default();
+        let run = |scanner: &str| {
+            with(&report("s", "web", "main", 10, 1, "❌"), |r| {
+                r.origin = "sarif".into();
+                r.report_summary[0].scanner = scanner.into();
+            })
+        };
+        let out = feed(&mut p, &mut state, &[run("bandit"), run("ruff"), run("bandit")]);
+        assert_eq!(out.counters.dedupe_hits, 1);
+        let t = totals(&out);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t["web|bandit"].scans, 1);
+        assert_eq!(decoded::<RepoStatus>(&out, "status").pop().unwrap().critical, 2);
+    }
+
+    #[test]
+    fn same_named_repositories_of_two_organisations_stay_apart() {
+        let mut p = processor();
+        let mut state = ScanResultsState::default();
+        let in_org = |id: &str, org: &str, critical| {
+            with(&report(id, "web", "main", 10, critical, "✅"), |r| {
+                r.repo_context.repository_uri = Some(format!("https://github.com/{org}/web.git"));
+            })
+        };
+        let out = feed(&mut p, &mut state, &[in_org("a", "acme", 1), in_org("b", "other", 7)]);
+        let t = totals(&out);
+        assert_eq!(t["github.com/acme/web|njs"].critical, 1);
+        assert_eq!(t["github.com/other/web|njs"].critical, 7);
+        assert_eq!(decoded::<RepoStatus>(&out, "status").len(), 2);
+    }
+
+    #[test]
+    fn short_code_statuses_fail_the_scan() {
+        let mut p = processor();
+        let mut state = ScanResultsState::default();
+        let out = feed(&mut p, &mut state, &[report("a", "web", "main", 1, 0, ":cross_mark:")]);
+        assert_eq!(decoded::<RepoStatus>(&out, "status")[0].status, "fail");
+        assert_eq!(decoded::<Alert>(&out, "alerts")[0].rule, "scan_failed");
     }
 }

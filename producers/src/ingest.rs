@@ -13,8 +13,10 @@ use serde_json::{json, Value};
 
 use crate::{
     kafka::{EventProducer, OutRecord, ProduceError, Topics},
-    sarif, scan_failure,
+    sarif::{self, UploadContext},
+    scan_failure,
     scan_report::{self, InvalidMessage},
+    scan_settings::ScanSettings,
     telemetry::{self, LineError},
 };
 
@@ -26,6 +28,14 @@ pub enum IngestError {
     /// Every line of a telemetry batch was rejected (or there was none).
     #[error("no valid line in the batch ({} rejected)", .0.len())]
     NoValidLine(Vec<LineError>),
+    /// A record made from the input is larger than the topics hold (`kafka.max_message_bytes`);
+    /// `field` names the part of the input it came from. Nothing was produced.
+    #[error("{field}: a record of {size} bytes exceeds kafka.max_message_bytes ({limit})")]
+    TooLarge {
+        field: String,
+        size: usize,
+        limit: usize,
+    },
     #[error(transparent)]
     Encode(#[from] EncodeError),
 }
@@ -54,6 +64,22 @@ impl Prepared {
         Ok(())
     }
 
+    /// Fails when the record pushed last is larger than `limit` bytes (key and payload).
+    fn check_last(&self, limit: usize, field: impl FnOnce() -> String) -> Result<(), IngestError> {
+        let Some((_, key, range)) = self.records.last() else {
+            return Ok(());
+        };
+        let size = key.len() + range.len();
+        if size > limit {
+            return Err(IngestError::TooLarge {
+                field: field(),
+                size,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
     /// Number of records to produce.
     pub fn len(&self) -> usize {
         self.records.len()
@@ -78,6 +104,7 @@ pub struct Ingestor {
     failures: Codec<ScanFailure>,
     telemetry: TelemetryCodec,
     redactor: Redactor,
+    scans: ScanSettings,
 }
 
 impl Ingestor {
@@ -94,28 +121,46 @@ impl Ingestor {
             failures: Codec::new()?,
             telemetry: TelemetryCodec::new()?,
             redactor: Redactor::new(redaction_key),
+            scans: ScanSettings::default(),
         })
+    }
+
+    /// Completes scan reports with `scans` (aliases, team mapping) instead of the defaults.
+    pub fn with_scan_settings(mut self, scans: ScanSettings) -> Self {
+        self.scans = scans;
+        self
     }
 
     /// One end-of-scan message (`/track`).
     pub fn scan_report(&self, body: &[u8]) -> Result<Prepared, IngestError> {
-        let report = scan_report::parse(body, now_micros())?;
+        let mut report = scan_report::parse(body, now_micros())?;
+        self.scans.complete(&mut report);
         let mut p = Prepared {
             summary: json!({"success": "true"}),
             ..Prepared::default()
         };
         p.push(
             &self.topics.scan_results,
-            report.partition_key().to_string(),
+            report.partition_key(),
             &report,
             |r, b| self.scan_reports.encode_into(r, b),
         )?;
         Ok(p)
     }
 
-    /// A SARIF 2.1.0 report: one summary per run, one finding per result.
+    /// A SARIF 2.1.0 report uploaded without context: one summary per run, one finding per
+    /// result.
     pub fn sarif(&self, body: &[u8]) -> Result<Prepared, IngestError> {
-        let parsed = sarif::parse(body, now_micros())?;
+        self.sarif_with(body, &UploadContext::default())
+    }
+
+    /// A SARIF 2.1.0 report uploaded with scan context. All or nothing: a finding too large for
+    /// the topics fails the whole upload, naming its result, before anything is produced.
+    pub fn sarif_with(&self, body: &[u8], ctx: &UploadContext) -> Result<Prepared, IngestError> {
+        let mut parsed = sarif::parse_with(body, now_micros(), ctx)?;
+        for r in &mut parsed.reports {
+            self.scans.complete(r);
+        }
         let mut p = Prepared {
             summary: json!({
                 "success": "true",
@@ -124,21 +169,24 @@ impl Ingestor {
             }),
             ..Prepared::default()
         };
-        for r in &parsed.reports {
+        let limit = self.producer.max_record_size();
+        for (i, r) in parsed.reports.iter().enumerate() {
             p.push(
                 &self.topics.scan_results,
-                r.partition_key().to_string(),
+                r.partition_key(),
                 r,
                 |r, b| self.scan_reports.encode_into(r, b),
             )?;
+            p.check_last(limit, || format!("runs[{i}]"))?;
         }
-        for f in &parsed.findings {
+        for (f, path) in parsed.findings.iter().zip(&parsed.paths) {
             p.push(
                 &self.topics.findings,
                 f.partition_key().to_string(),
                 f,
                 |f, b| self.findings.encode_into(f, b),
             )?;
+            p.check_last(limit, || path.clone())?;
         }
         Ok(p)
     }

@@ -11,6 +11,7 @@ pub mod plausible;
 pub mod sarif;
 pub mod scan_failure;
 pub mod scan_report;
+pub mod scan_settings;
 pub mod telemetry;
 
 pub use ingest::{IngestError, Ingestor, Prepared};

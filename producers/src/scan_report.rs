@@ -1,6 +1,10 @@
 //! The end-of-scan message scan tools POST to `/track`, accepted as they send it today: unknown
 //! fields are ignored, a missing `id` gets a fresh UUID v4, the camelCase keys of `repo_context`
 //! are mapped to the schema's names. Anything of the wrong type is rejected with the field's path.
+//! A message without `report_summary` (the scan client first posts `{"id", "depscan_summary"}`
+//! for the same run) is accepted as a fragment of its scan: it counts for nothing until the
+//! summary with the same id arrives. Statuses, scanner names and the team are completed by
+//! [`crate::scan_settings::ScanSettings::complete`].
 use secpipe_schemas::scan::{RepoContext, ScanReport, ScannerSummary};
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -77,10 +81,7 @@ pub fn from_json(value: &Value, received_at: i64) -> Result<ScanReport, InvalidM
             ))
         }
     };
-    let team = match opt_string(obj, "team", "team")? {
-        Some(t) => Some(t),
-        None => team_from_uri(repo_context.repository_uri.as_deref()),
-    };
+    let team = opt_string(obj, "team", "team")?;
     Ok(ScanReport {
         id,
         scan_mode: opt_string(obj, "scan_mode", "scan_mode")?,
@@ -92,18 +93,6 @@ pub fn from_json(value: &Value, received_at: i64) -> Result<ScanReport, InvalidM
         origin: "track".into(),
         received_at,
     })
-}
-
-/// The organisation of a repository URL: `shop` in `https://git.example.com/shop/shop-web(.git)`
-/// or `git@git.example.com:shop/shop-web.git`.
-pub(crate) fn team_from_uri(uri: Option<&str>) -> Option<String> {
-    let uri = uri?.trim().trim_end_matches('/');
-    let path = match uri.split_once("://") {
-        Some((_, rest)) => rest.split_once('/')?.1,
-        None => uri.split_once(':')?.1,
-    };
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    (segments.len() >= 2).then(|| segments[segments.len() - 2].to_string())
 }
 
 fn repo_context(rc: &Map<String, Value>) -> Result<RepoContext, InvalidMessage> {
@@ -226,20 +215,26 @@ mod tests {
     }
 
     #[test]
-    fn team_comes_from_the_message_or_the_repository_url() {
+    fn the_team_is_what_the_message_says() {
         let r = parse(MESSAGE.as_bytes(), 0).unwrap();
-        assert_eq!(r.team.as_deref(), Some("shop"));
+        assert_eq!(r.team, None);
         let r = parse(
             br#"{"team":"payments","repo_context":{"repositoryUri":"https://h/x/y"}}"#,
             0,
         )
         .unwrap();
         assert_eq!(r.team.as_deref(), Some("payments"));
-        assert_eq!(
-            team_from_uri(Some("git@h.example.com:ops/portal.git")).as_deref(),
-            Some("ops")
-        );
-        assert_eq!(team_from_uri(Some("https://h.example.com/solo")), None);
+    }
+
+    #[test]
+    fn a_message_without_summary_is_a_fragment_of_its_scan() {
+        let r = parse(
+            br#"{"id":"run-1","depscan_summary":[{"package":"lodash","severity":"HIGH"}]}"#,
+            0,
+        )
+        .unwrap();
+        assert_eq!(r.id, "run-1");
+        assert!(r.report_summary.is_empty());
     }
 
     #[test]

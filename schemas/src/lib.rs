@@ -10,6 +10,7 @@ mod error;
 pub mod failures;
 pub mod ops;
 pub mod registry;
+pub mod repository;
 pub mod rollups;
 pub mod scan;
 pub mod secret;

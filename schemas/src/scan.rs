@@ -53,18 +53,23 @@ impl AvroRecord for ScanReport {
 }
 
 impl ScanReport {
-    /// Kafka partition key: the repository, so one repository's scans stay in order.
-    pub fn partition_key(&self) -> &str {
-        self.repo_context
-            .repository_name
-            .as_deref()
-            .or(self.repo_context.repository_uri.as_deref())
-            .unwrap_or(&self.id)
+    /// Kafka partition key: the repository's key ([`crate::repository::key`]), so one
+    /// repository's scans stay in order; the scan id when the report names no repository.
+    pub fn partition_key(&self) -> String {
+        let rc = &self.repo_context;
+        crate::repository::key(rc.repository_uri.as_deref(), rc.repository_name.as_deref())
+            .unwrap_or_else(|| self.id.clone())
+    }
+
+    /// The repository's key, `None` when the report names no repository.
+    pub fn repository_key(&self) -> Option<String> {
+        let rc = &self.repo_context;
+        crate::repository::key(rc.repository_uri.as_deref(), rc.repository_name.as_deref())
     }
 }
 
 /// One result of a SARIF 2.1.0 report (`io.secpipe.scan.Finding`). Field docs live in
-/// `schemas/avro/scan/Finding.v1.avsc`.
+/// `schemas/avro/scan/Finding.v2.avsc`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     /// See [`Finding::derive_id`].
@@ -75,11 +80,24 @@ pub struct Finding {
     pub rule_id: String,
     /// One of [`Finding::LEVELS`].
     pub level: String,
+    /// One of [`Finding::SEVERITIES`] (v2; empty in v1 records).
+    #[serde(default)]
+    pub severity: String,
     pub message: String,
     pub file: String,
     pub line: Option<i32>,
+    #[serde(default)]
+    pub start_column: Option<i32>,
+    #[serde(default)]
+    pub end_line: Option<i32>,
+    #[serde(default)]
+    pub end_column: Option<i32>,
     pub fingerprint: Option<String>,
+    /// The repository's key (see [`crate::repository::key`]).
     pub repository: Option<String>,
+    /// The analysis category (v2).
+    #[serde(default)]
+    pub category: String,
     /// Microseconds since the Unix epoch.
     pub received_at: i64,
 }
@@ -92,6 +110,9 @@ impl Finding {
     /// SARIF's result levels, least severe first.
     pub const LEVELS: [&'static str; 4] = ["none", "note", "warning", "error"];
 
+    /// Finding severities, most severe first.
+    pub const SEVERITIES: [&'static str; 5] = ["critical", "high", "medium", "low", "info"];
+
     /// Kafka partition key: the repository when known, else the scan, so a repository's findings
     /// stay in order on the partition of its scan reports.
     pub fn partition_key(&self) -> &str {
@@ -99,20 +120,44 @@ impl Finding {
     }
 
     /// The `finding_id` of a result: the same inputs always give the same id, so a report that is
-    /// uploaded or replayed twice produces rows the table collapses.
-    pub fn derive_id(
-        scan_id: &str,
-        rule_id: &str,
-        file: &str,
-        line: Option<i32>,
-        fingerprint: Option<&str>,
-    ) -> String {
-        let line = line.map(|l| l.to_string()).unwrap_or_default();
+    /// uploaded or replayed twice produces rows the table collapses, while results that differ in
+    /// any part (a column, a fingerprint) or only in their position among identical ones
+    /// (`occurrence`, counted from 0) keep ids of their own.
+    pub fn derive_id(identity: &FindingIdentity<'_>) -> String {
+        let num = |n: Option<i32>| n.map(|n| n.to_string()).unwrap_or_default();
         stable_id(
             Self::FULL_NAME,
-            &[scan_id, rule_id, file, &line, fingerprint.unwrap_or("")],
+            &[
+                "v2",
+                identity.scan_id,
+                identity.tool,
+                identity.rule_id,
+                identity.file,
+                &num(identity.line),
+                &num(identity.start_column),
+                &num(identity.end_line),
+                &num(identity.end_column),
+                identity.fingerprint.unwrap_or(""),
+                &identity.occurrence.to_string(),
+            ],
         )
     }
+}
+
+/// What identifies one SARIF result (see [`Finding::derive_id`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct FindingIdentity<'a> {
+    pub scan_id: &'a str,
+    pub tool: &'a str,
+    pub rule_id: &'a str,
+    pub file: &'a str,
+    pub line: Option<i32>,
+    pub start_column: Option<i32>,
+    pub end_line: Option<i32>,
+    pub end_column: Option<i32>,
+    pub fingerprint: Option<&'a str>,
+    /// Position among the run's results equal in every other part, from 0.
+    pub occurrence: u32,
 }
 
 /// A UUID v5 over `parts` in a namespace of its own per record type (`full_name`), so ids of
@@ -263,22 +308,29 @@ mod finding_tests {
     fn finding(line: Option<i32>, fingerprint: Option<&str>, repository: Option<&str>) -> Finding {
         let scan_id = "9f1c2a3e-0000-4000-8000-000000000001";
         Finding {
-            finding_id: Finding::derive_id(
+            finding_id: Finding::derive_id(&FindingIdentity {
                 scan_id,
-                "javascript.express.security.audit.xss",
-                "src/routes/search.js",
+                tool: "njsscan",
+                rule_id: "javascript.express.security.audit.xss",
+                file: "src/routes/search.js",
                 line,
                 fingerprint,
-            ),
+                ..Default::default()
+            }),
             scan_id: scan_id.into(),
             tool: "njsscan".into(),
             rule_id: "javascript.express.security.audit.xss".into(),
             level: "error".into(),
+            severity: "high".into(),
             message: "User input reaches res.send() without escaping.".into(),
             file: "src/routes/search.js".into(),
             line,
+            start_column: line.map(|_| 7),
+            end_line: line,
+            end_column: None,
             fingerprint: fingerprint.map(Into::into),
             repository: repository.map(Into::into),
+            category: String::new(),
             received_at: 1_700_000_000_123_456,
         }
     }
@@ -308,23 +360,35 @@ mod finding_tests {
 
     #[test]
     fn finding_ids_are_stable_and_depend_on_every_input() {
-        let id = |line, fp| Finding::derive_id("scan", "rule", "a.js", line, fp);
-        assert_eq!(id(Some(1), Some("x")), id(Some(1), Some("x")));
-        assert_ne!(id(Some(1), Some("x")), id(Some(2), Some("x")));
-        assert_ne!(id(Some(1), Some("x")), id(Some(1), None));
-        assert_ne!(
-            id(None, None),
-            Finding::derive_id("scan", "rule", "b.js", None, None)
-        );
+        let base = FindingIdentity {
+            scan_id: "scan",
+            tool: "bandit",
+            rule_id: "rule",
+            file: "a.js",
+            line: Some(1),
+            fingerprint: Some("x"),
+            ..Default::default()
+        };
+        let id = Finding::derive_id;
+        assert_eq!(id(&base), id(&base.clone()));
+        for other in [
+            FindingIdentity { line: Some(2), ..base },
+            FindingIdentity { start_column: Some(5), ..base },
+            FindingIdentity { end_line: Some(3), ..base },
+            FindingIdentity { end_column: Some(9), ..base },
+            FindingIdentity { fingerprint: None, ..base },
+            FindingIdentity { tool: "ruff", ..base },
+            FindingIdentity { occurrence: 1, ..base },
+        ] {
+            assert_ne!(id(&base), id(&other), "{other:?}");
+        }
         // Parts are separated, so moving text from one part to the next changes the id.
         assert_ne!(
-            Finding::derive_id("scan", "rule", "ab", None, None),
-            Finding::derive_id("scan", "rulea", "b", None, None)
+            id(&FindingIdentity { rule_id: "rule", file: "ab", ..base }),
+            id(&FindingIdentity { rule_id: "rulea", file: "b", ..base })
         );
         assert_eq!(
-            uuid::Uuid::parse_str(&id(None, None))
-                .unwrap()
-                .get_version_num(),
+            uuid::Uuid::parse_str(&id(&base)).unwrap().get_version_num(),
             5
         );
     }

@@ -738,11 +738,16 @@ pub fn findings(run: &str, from: usize, to: usize) -> Vec<(String, Vec<u8>)> {
                 tool: "bandit".into(),
                 rule_id: "B101".into(),
                 level: "warning".into(),
+                severity: "medium".into(),
                 message: "assert used".into(),
                 file: "app.py".into(),
                 line: Some(i as i32),
+                start_column: None,
+                end_line: None,
+                end_column: None,
                 fingerprint: None,
                 repository: Some(format!("repo-{}", i % 5)),
+                category: String::new(),
                 received_at: secpipe_schemas::now_micros(),
             };
             (f.partition_key().to_string(), codec.encode(&f).unwrap())

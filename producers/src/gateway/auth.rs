@@ -160,6 +160,15 @@ impl Authenticator {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Missing)?;
+        self.authenticate_token(token)
+    }
+
+    /// The caller holding `token` (given in the URL by clients that cannot send headers).
+    pub fn authenticate_token(&self, token: &str) -> Result<&Caller, AuthError> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
         self.by_hash
             .get(&hash_token(token))
             .ok_or(AuthError::Unknown)

@@ -3,21 +3,44 @@
 //! produce, and answer after the broker acknowledged every record (503 + Retry-After if not).
 use std::sync::Arc;
 
-use axum::{body::Body, extract::State, http::HeaderMap, Json};
+use axum::{
+    body::Body,
+    extract::{Path, RawQuery, State},
+    http::HeaderMap,
+    Json,
+};
 use serde_json::{json, Value};
 
 use super::{EventKind, Gateway, Rejection};
-use crate::ingest::{IngestError, Ingestor, Prepared};
+use crate::{
+    ingest::{IngestError, Ingestor, Prepared},
+    sarif::UploadContext,
+};
+
+/// Who is asking: the `Authorization` header, or a token in the URL.
+struct Credentials<'a> {
+    headers: &'a HeaderMap,
+    url_token: Option<&'a str>,
+}
+
+impl<'a> From<&'a HeaderMap> for Credentials<'a> {
+    fn from(headers: &'a HeaderMap) -> Self {
+        Self {
+            headers,
+            url_token: None,
+        }
+    }
+}
 
 async fn ingest(
     gw: &Gateway,
-    headers: &HeaderMap,
+    credentials: Credentials<'_>,
     body: Body,
     kind: EventKind,
     prepare: impl FnOnce(&Ingestor, &[u8]) -> Result<Prepared, IngestError>,
 ) -> Result<Json<Value>, Rejection> {
     let started = std::time::Instant::now();
-    let result = ingest_inner(gw, headers, body, kind, prepare).await;
+    let result = ingest_inner(gw, credentials, body, kind, prepare).await;
     let status = match &result {
         Ok((_, events)) => {
             metrics::counter!("secpipe_events_in_total", "kind" => kind.as_str())
@@ -34,12 +57,12 @@ async fn ingest(
 
 async fn ingest_inner(
     gw: &Gateway,
-    headers: &HeaderMap,
+    credentials: Credentials<'_>,
     body: Body,
     kind: EventKind,
     prepare: impl FnOnce(&Ingestor, &[u8]) -> Result<Prepared, IngestError>,
 ) -> Result<(Json<Value>, usize), Rejection> {
-    let caller = gw.authorize(headers, kind)?;
+    let caller = gw.authorize_with(credentials.headers, credentials.url_token, kind)?;
     let body = gw.body(body).await?;
     let prepared = prepare(&gw.ingestor, &body).map_err(|e| match e {
         IngestError::Invalid(e) => Rejection::invalid(e.field, e.reason),
@@ -49,6 +72,9 @@ async fn ingest_inner(
             "accepted": 0,
             "rejected": rejected,
         })),
+        IngestError::TooLarge { field, size, limit } => {
+            Rejection::RecordTooLarge { field, size, limit }
+        }
         IngestError::Encode(e) => Rejection::Internal(e.to_string()),
     })?;
     gw.charge(caller, prepared.len())?;
@@ -69,7 +95,7 @@ pub(crate) async fn track(
 ) -> Result<Json<Value>, Rejection> {
     ingest(
         &gw,
-        &headers,
+        (&headers).into(),
         body,
         EventKind::ScanReport,
         Ingestor::scan_report,
@@ -77,13 +103,72 @@ pub(crate) async fn track(
     .await
 }
 
-/// `POST /v1/sarif`: a SARIF 2.1.0 report.
-pub(crate) async fn sarif(
+/// `POST /track/{token}`: `/track` for clients that cannot send an `Authorization` header (the
+/// ShiftLeft scan client posts to a configured URL and nothing else); the path carries the token.
+pub(crate) async fn track_with_token(
     State(gw): State<Arc<Gateway>>,
+    Path(token): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, Rejection> {
-    ingest(&gw, &headers, body, EventKind::Sarif, Ingestor::sarif).await
+    let credentials = Credentials {
+        headers: &headers,
+        url_token: Some(&token),
+    };
+    ingest(
+        &gw,
+        credentials,
+        body,
+        EventKind::ScanReport,
+        Ingestor::scan_report,
+    )
+    .await
+}
+
+/// `POST /v1/sarif[?repository_uri=…&commit_sha=…&ref=…&category=…]`: a SARIF 2.1.0 report, with
+/// the scan context as query parameters ([`UploadContext::PARAMETERS`]). An unknown or repeated
+/// parameter is a 400.
+pub(crate) async fn sarif(
+    State(gw): State<Arc<Gateway>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, Rejection> {
+    let ctx = match upload_context(query.as_deref()) {
+        Ok(ctx) => ctx,
+        Err(r) => {
+            metrics::counter!("secpipe_gateway_requests_total", "kind" => EventKind::Sarif.as_str(), "status" => "400").increment(1);
+            return Err(r);
+        }
+    };
+    ingest(&gw, (&headers).into(), body, EventKind::Sarif, |i, b| {
+        i.sarif_with(b, &ctx)
+    })
+    .await
+}
+
+/// The scan context of a SARIF upload from its query string.
+fn upload_context(query: Option<&str>) -> Result<UploadContext, Rejection> {
+    let mut ctx = UploadContext::default();
+    let mut seen = std::collections::HashSet::new();
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if !seen.insert(name.to_string()) {
+            return Err(Rejection::invalid(
+                format!("query.{name}"),
+                "given more than once",
+            ));
+        }
+        if !ctx.set(&name, &value) {
+            return Err(Rejection::invalid(
+                format!("query.{name}"),
+                format!(
+                    "unknown parameter; the upload takes {}",
+                    UploadContext::PARAMETERS.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(ctx)
 }
 
 /// `POST /v1/scan-failures`: one failed ad-hoc scan.
@@ -94,7 +179,7 @@ pub(crate) async fn scan_failure(
 ) -> Result<Json<Value>, Rejection> {
     ingest(
         &gw,
-        &headers,
+        (&headers).into(),
         body,
         EventKind::ScanFailure,
         Ingestor::scan_failure,
@@ -111,7 +196,7 @@ pub(crate) async fn telemetry(
 ) -> Result<Json<Value>, Rejection> {
     ingest(
         &gw,
-        &headers,
+        (&headers).into(),
         body,
         EventKind::Telemetry,
         Ingestor::telemetry,

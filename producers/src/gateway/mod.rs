@@ -26,6 +26,7 @@ pub use rejection::Rejection;
 use crate::{
     ingest::Ingestor,
     kafka::{EventProducer, Topics},
+    scan_settings::{ScanConfig, ScanSettings},
 };
 use auth::Authenticator;
 use limits::RateLimiter;
@@ -82,12 +83,23 @@ pub(crate) struct Gateway {
 }
 
 impl Gateway {
-    /// Authenticates the caller and checks it may write `kind`.
-    fn authorize(&self, headers: &HeaderMap, kind: EventKind) -> Result<&Caller, Rejection> {
-        let header = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let caller = self.auth.authenticate(header).map_err(Rejection::Auth)?;
+    /// Authenticates the caller and checks it may write `kind`; the token is taken from the URL when one is given there
+    /// (`/track/{token}`); such a token is only hashed and compared, never logged.
+    fn authorize_with(
+        &self,
+        headers: &HeaderMap,
+        url_token: Option<&str>,
+        kind: EventKind,
+    ) -> Result<&Caller, Rejection> {
+        let caller = match url_token {
+            Some(token) => self.auth.authenticate_token(token),
+            None => self.auth.authenticate(
+                headers
+                    .get(axum::http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok()),
+            ),
+        }
+        .map_err(Rejection::Auth)?;
         if !caller.may_write(kind) {
             return Err(Rejection::Auth(AuthError::Forbidden(format!(
                 "token '{}' may not write {} events",
@@ -126,13 +138,16 @@ pub fn router(
     cfg: &GatewayConfig,
     producer: EventProducer,
     topics: Topics,
+    scans: &ScanConfig,
     clickhouse: Option<&secpipe_sinks::clickhouse::ClickHouseConfig>,
 ) -> Result<Router, String> {
     if cfg.tokens.is_empty() {
         tracing::warn!("gateway.tokens is empty: every request will be refused with 401");
     }
     let state = Arc::new(Gateway {
-        ingestor: Ingestor::new(producer, topics, &cfg.redaction_key).map_err(|e| e.to_string())?,
+        ingestor: Ingestor::new(producer, topics, &cfg.redaction_key)
+            .map_err(|e| e.to_string())?
+            .with_scan_settings(ScanSettings::new(scans)),
         clickhouse: clickhouse.map(|c| c.client()),
         auth: Authenticator::new(&cfg.tokens, cfg.rate_limit_per_token),
         limiter: RateLimiter::default(),
@@ -140,6 +155,8 @@ pub fn router(
     });
     Ok(Router::new()
         .route("/track", post(ingest::track))
+        // For clients that cannot send headers (the ShiftLeft scan client): the token in the path.
+        .route("/track/{token}", post(ingest::track_with_token))
         .route("/v1/sarif", post(ingest::sarif))
         .route("/v1/scan-failures", post(ingest::scan_failure))
         .route("/v1/telemetry", post(ingest::telemetry))
@@ -169,10 +186,11 @@ pub async fn serve(
     cfg: &GatewayConfig,
     producer: EventProducer,
     topics: Topics,
+    scans: &ScanConfig,
     clickhouse: Option<&secpipe_sinks::clickhouse::ClickHouseConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(cfg, producer, topics, clickhouse)
+    let app = router(cfg, producer, topics, scans, clickhouse)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     let addr = listener.local_addr()?;
     match (&cfg.tls_cert, &cfg.tls_key) {
