@@ -86,10 +86,8 @@ async fn posted_scan_reports_land_in_clickhouse_with_every_field() {
             invoked_by: "alice".into(),
             repo_type: vec!["nodejs".into(), "credscan".into()],
             team: "team".into(),
-            summary_scanner: vec![
-                "Source code analyzer for JavaScript".into(),
-                "Secrets Audit".into()
-            ],
+            // The pre-2020 name of the JavaScript scanner, made canonical.
+            summary_scanner: vec!["JavaScript Source Analyzer".into(), "Secrets Audit".into()],
             summary_tool: vec!["njsscan".into(), "gitleaks".into()],
             summary_critical: vec![1, 0],
             summary_high: vec![2, 0],
@@ -98,8 +96,11 @@ async fn posted_scan_reports_land_in_clickhouse_with_every_field() {
             summary_status: vec!["❌".into(), "✅".into()],
             origin: "track".into(),
             precedence: full_row.precedence,
+            repository: "git.example.com/team/app".into(),
+            received_at_us: full_row.received_at_us,
         }
     );
+    assert_eq!(full_row.received_at_us / 1_000_000, u64::from(full_row.received_at));
     let sparse_row = rows.iter().find(|r| r.scan_id != id).unwrap();
     assert_eq!(
         uuid::Uuid::parse_str(&sparse_row.scan_id)
@@ -115,12 +116,17 @@ async fn posted_scan_reports_land_in_clickhouse_with_every_field() {
     );
     assert!(sparse_row.summary_scanner.is_empty() && sparse_row.repo_type.is_empty());
 
-    // On Kafka the record is single-object Avro, keyed by repository.
+    // On Kafka the record is single-object Avro, keyed by the repository's key: the normalised
+    // URI, else the name.
     let codec = Codec::<ScanReport>::new().unwrap();
     let on_topic = read_all(&s, &s.kafka.topics.scan_results);
     assert_eq!(on_topic.len(), 2);
-    for (key, payload) in on_topic {
-        assert_eq!(key.as_deref(), Some(repo.as_bytes()));
+    let mut keys: Vec<Vec<u8>> = on_topic.iter().filter_map(|(k, _)| k.clone()).collect();
+    keys.sort();
+    let mut expected = vec![b"git.example.com/team/app".to_vec(), repo.as_bytes().to_vec()];
+    expected.sort();
+    assert_eq!(keys, expected);
+    for (_, payload) in on_topic {
         assert_eq!(
             codec
                 .decode(&payload)

@@ -37,14 +37,23 @@ pub struct ScanResultRow {
     pub summary_status: Vec<String>,
     /// `track` or `sarif`.
     pub origin: String,
-    /// The collapsing version: the tool's own message outranks a SARIF-derived summary, then
-    /// the newest wins.
+    /// The collapsing version: the tool's own message outranks a SARIF-derived summary, which
+    /// outranks a fragment without summaries; then the newest wins.
     pub precedence: u64,
+    /// The repository's key (normalised URI, else name).
+    pub repository: String,
+    /// `received_at` in microseconds.
+    pub received_at_us: u64,
 }
 
-/// `precedence` of a summary: origin rank in the high bits, receive second in the low ones.
-pub fn precedence(origin: &str, received_at_secs: u32) -> u64 {
-    let rank: u64 = if origin == "sarif" { 1 } else { 2 };
+/// `precedence` of a summary: rank in the high bits (a fragment without scanner summaries 0, a
+/// SARIF-derived summary 1, the tool's own message 2), receive second in the low ones.
+pub fn precedence(origin: &str, has_summary: bool, received_at_secs: u32) -> u64 {
+    let rank: u64 = match (has_summary, origin) {
+        (false, _) => 0,
+        (true, "sarif") => 1,
+        (true, _) => 2,
+    };
     (rank << 32) | u64::from(received_at_secs)
 }
 
@@ -78,7 +87,13 @@ impl From<&ScanReport> for ScanResultRow {
             summary_low: s.iter().map(|x| count(x.low)).collect(),
             summary_status: s.iter().map(|x| x.status.clone()).collect(),
             origin: r.origin.clone(),
-            precedence: precedence(&r.origin, (r.received_at.max(0) / 1_000_000) as u32),
+            precedence: precedence(
+                &r.origin,
+                !s.is_empty(),
+                (r.received_at.max(0) / 1_000_000) as u32,
+            ),
+            repository: r.repository_key().unwrap_or_default(),
+            received_at_us: r.received_at.max(0) as u64,
         }
     }
 }

@@ -84,6 +84,11 @@ pub struct FindingRow {
     pub fingerprint: Option<String>,
     pub repository: String,
     pub received_at: u32,
+    pub severity: String,
+    pub start_column: Option<i32>,
+    pub end_line: Option<i32>,
+    pub end_column: Option<i32>,
+    pub category: String,
 }
 
 impl From<&Finding> for FindingRow {
@@ -100,6 +105,11 @@ impl From<&Finding> for FindingRow {
             fingerprint: f.fingerprint.clone(),
             repository: text(&f.repository),
             received_at: secs(f.received_at),
+            severity: f.severity.clone(),
+            start_column: f.start_column,
+            end_line: f.end_line,
+            end_column: f.end_column,
+            category: f.category.clone(),
         }
     }
 }
