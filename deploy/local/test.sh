@@ -10,6 +10,12 @@ python3 -c "import fastavro" 2>/dev/null || {
     say "installing fastavro (the second Avro implementation of the interop test)"
     python3 -m pip install --quiet "fastavro==1.13.1" || die "pip install fastavro failed"
 }
+# A real SAST scanner whose SARIF the scan-ingest tests upload (tests/scan_clients_e2e.rs).
+command -v bandit >/dev/null 2>&1 && bandit -f sarif -o /dev/null /dev/null >/dev/null 2>&1 || {
+    say "installing bandit with SARIF output (the scanner of the SARIF ingest tests)"
+    python3 -m pip install --quiet "bandit[sarif]==1.9.4" || die "pip install bandit failed"
+    hash -r
+}
 # Databases that earlier test runs made for themselves.
 for db in $(clickhouse-client --host "$SECPIPE_CH_HOST" --port "$SECPIPE_CH_TCP_PORT" \
         --query "SELECT name FROM system.databases WHERE name LIKE 'test\\_%' OR name LIKE 'bench\\_%'"); do
