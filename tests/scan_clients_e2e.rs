@@ -51,17 +51,62 @@ fn scans() -> Vec<Scan> {
     };
     vec![
         // Same repository name in two organisations.
-        Scan { org: "shop", name: "web", branch: "main", invoker: "alice", nodejs: true, scanners: vec![js(2, 3, true), secrets(false)] },
-        Scan { org: "blog", name: "web", branch: "main", invoker: "bob", nodejs: true, scanners: vec![js(0, 0, false)] },
-        Scan { org: "shop", name: "api", branch: "main", invoker: "carol", nodejs: false, scanners: vec![py(4, true)] },
-        Scan { org: "shop", name: "api", branch: "dev", invoker: "alice", nodejs: false, scanners: vec![py(0, false), secrets(true)] },
-        Scan { org: "ops", name: "portal", branch: "main", invoker: "dave", nodejs: true, scanners: vec![js(0, 1, false), secrets(false)] },
-        Scan { org: "ops", name: "infra", branch: "main", invoker: "erin", nodejs: false, scanners: vec![secrets(true)] },
+        Scan {
+            org: "shop",
+            name: "web",
+            branch: "main",
+            invoker: "alice",
+            nodejs: true,
+            scanners: vec![js(2, 3, true), secrets(false)],
+        },
+        Scan {
+            org: "blog",
+            name: "web",
+            branch: "main",
+            invoker: "bob",
+            nodejs: true,
+            scanners: vec![js(0, 0, false)],
+        },
+        Scan {
+            org: "shop",
+            name: "api",
+            branch: "main",
+            invoker: "carol",
+            nodejs: false,
+            scanners: vec![py(4, true)],
+        },
+        Scan {
+            org: "shop",
+            name: "api",
+            branch: "dev",
+            invoker: "alice",
+            nodejs: false,
+            scanners: vec![py(0, false), secrets(true)],
+        },
+        Scan {
+            org: "ops",
+            name: "portal",
+            branch: "main",
+            invoker: "dave",
+            nodejs: true,
+            scanners: vec![js(0, 1, false), secrets(false)],
+        },
+        Scan {
+            org: "ops",
+            name: "infra",
+            branch: "main",
+            invoker: "erin",
+            nodejs: false,
+            scanners: vec![secrets(true)],
+        },
     ]
 }
 
 fn uri(scan: &Scan, tenant: &str) -> String {
-    format!("https://git.example.com/{}-{tenant}/{}", scan.org, scan.name)
+    format!(
+        "https://git.example.com/{}-{tenant}/{}",
+        scan.org, scan.name
+    )
 }
 
 /// What the real client posts for `scan`: first `{"id", "depscan_summary"}`, then the summary.
@@ -100,8 +145,11 @@ fn seed_message(scan: &Scan, tenant: &str) -> Value {
         .scanners
         .iter()
         .map(|(_, old, c, h, m, l, failed)| {
-            (old.to_string(), json!({"tool": old, "critical": c, "high": h, "medium": m, "low": l,
-                "status": if *failed { "❌" } else { "✅" }}))
+            (
+                old.to_string(),
+                json!({"tool": old, "critical": c, "high": h, "medium": m, "low": l,
+                "status": if *failed { "❌" } else { "✅" }}),
+            )
         })
         .collect();
     json!({
@@ -152,7 +200,12 @@ async fn answers(s: &Settings, tenant: &str) -> BTreeMap<&'static str, Vec<Strin
     out
 }
 
-async fn post(http: &reqwest::Client, url: &str, body: &Value, token: Option<&str>) -> reqwest::Response {
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    token: Option<&str>,
+) -> reqwest::Response {
     let mut req = http.post(url).json(body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -176,18 +229,36 @@ async fn the_real_clients_posting_sequence_answers_like_the_seed_messages() {
     // path it is accepted.
     let refused = post(&http, &pipeline.url("/track"), &json!({"id": "x"}), None).await;
     assert_eq!(refused.status(), 401);
-    let wrong = post(&http, &pipeline.url("/track/not-a-token"), &json!({"id": "x"}), None).await;
+    let wrong = post(
+        &http,
+        &pipeline.url("/track/not-a-token"),
+        &json!({"id": "x"}),
+        None,
+    )
+    .await;
     assert_eq!(wrong.status(), 401);
     assert!(wrong.json::<Value>().await.unwrap()["error"].is_string());
 
     let mut messages = 0;
     for scan in scans() {
         for body in client_messages(&scan, &client) {
-            let r = post(&http, &pipeline.url(&format!("/track/{PRODUCER_TOKEN}")), &body, None).await;
+            let r = post(
+                &http,
+                &pipeline.url(&format!("/track/{PRODUCER_TOKEN}")),
+                &body,
+                None,
+            )
+            .await;
             assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
             messages += 1;
         }
-        let r = post(&http, &pipeline.url("/track"), &seed_message(&scan, &seed), Some(PRODUCER_TOKEN)).await;
+        let r = post(
+            &http,
+            &pipeline.url("/track"),
+            &seed_message(&scan, &seed),
+            Some(PRODUCER_TOKEN),
+        )
+        .await;
         assert_eq!(r.status(), 200);
         messages += 1;
     }
@@ -201,25 +272,33 @@ async fn the_real_clients_posting_sequence_answers_like_the_seed_messages() {
         e.1 += scan.scanners.iter().map(|x| x.2).sum::<i64>();
     }
     let expected_nodejs = scans().iter().filter(|x| x.nodejs).count();
-    let (client_answers, seed_answers) = eventually(180, "both tenants' scans processed and loaded", || async {
-        let c = answers(&s, &client).await;
-        let d = answers(&s, &seed).await;
-        let complete = |a: &BTreeMap<&str, Vec<String>>| {
-            a["nodejs"].len() == expected_nodejs
-                && a["repo_status"].len() == 5
-                && a["by_team"].len() == expected_by_team.len()
-                && a["rollups"].len() == 9
-        };
-        (complete(&c) && complete(&d)).then_some((c, d))
-    })
-    .await;
-    assert_eq!(client_answers, seed_answers, "the real client and the seed messages answer alike");
+    let (client_answers, seed_answers) =
+        eventually(180, "both tenants' scans processed and loaded", || async {
+            let c = answers(&s, &client).await;
+            let d = answers(&s, &seed).await;
+            let complete = |a: &BTreeMap<&str, Vec<String>>| {
+                a["nodejs"].len() == expected_nodejs
+                    && a["repo_status"].len() == 5
+                    && a["by_team"].len() == expected_by_team.len()
+                    && a["rollups"].len() == 9
+            };
+            (complete(&c) && complete(&d)).then_some((c, d))
+        })
+        .await;
+    assert_eq!(
+        client_answers, seed_answers,
+        "the real client and the seed messages answer alike"
+    );
 
     // And what they say is right.
     for line in &client_answers["by_team"] {
         let cols: Vec<&str> = line.split('\t').collect();
         let (scans, critical) = expected_by_team[cols[0]];
-        assert_eq!((cols[2], cols[3]), (scans.to_string().as_str(), critical.to_string().as_str()), "{line}");
+        assert_eq!(
+            (cols[2], cols[3]),
+            (scans.to_string().as_str(), critical.to_string().as_str()),
+            "{line}"
+        );
     }
     let status: Vec<(String, String)> = client_answers["repo_status"]
         .iter()
@@ -230,20 +309,38 @@ async fn the_real_clients_posting_sequence_answers_like_the_seed_messages() {
         .collect();
     // Two repositories named web stay apart; a failing scanner fails its repository; the
     // fragment leaves no "(unknown)" repository behind.
-    assert!(status.contains(&("git.example.com/shop/web@main".into(), "fail".into())), "{status:?}");
-    assert!(status.contains(&("git.example.com/blog/web@main".into(), "pass".into())), "{status:?}");
-    assert!(status.contains(&("git.example.com/ops/infra@main".into(), "fail".into())), "{status:?}");
+    assert!(
+        status.contains(&("git.example.com/shop/web@main".into(), "fail".into())),
+        "{status:?}"
+    );
+    assert!(
+        status.contains(&("git.example.com/blog/web@main".into(), "pass".into())),
+        "{status:?}"
+    );
+    assert!(
+        status.contains(&("git.example.com/ops/infra@main".into(), "fail".into())),
+        "{status:?}"
+    );
     assert!(!status.iter().any(|(r, _)| r.contains("unknown")));
     let nodejs = &client_answers["nodejs"];
-    assert!(nodejs.contains(&"git.example.com/shop/web\tmain\t❌\t2\t3".to_string()), "{nodejs:?}");
-    assert!(nodejs.contains(&"git.example.com/blog/web\tmain\t✅\t0\t0".to_string()), "{nodejs:?}");
+    assert!(
+        nodejs.contains(&"git.example.com/shop/web\tmain\t❌\t2\t3".to_string()),
+        "{nodejs:?}"
+    );
+    assert!(
+        nodejs.contains(&"git.example.com/blog/web\tmain\t✅\t0\t0".to_string()),
+        "{nodejs:?}"
+    );
     // Failing scans raised alerts for the client's repositories too.
     let alerts = read_all(&s, &s.kafka.topics.alerts);
     let client_alerts = alerts
         .iter()
         .filter(|(_, p)| String::from_utf8_lossy(p).contains(&format!("-{client}/")))
         .count();
-    assert!(client_alerts >= 3, "alerts for shop/web, shop/api and ops/infra: {client_alerts}");
+    assert!(
+        client_alerts >= 3,
+        "alerts for shop/web, shop/api and ops/infra: {client_alerts}"
+    );
 
     trigger.trigger();
     processor.await.unwrap().unwrap();
@@ -276,8 +373,15 @@ async fn sarif_from_bandit_uploaded_twice_is_stored_once_with_every_result() {
     let sarif = bandit_sarif(&checkout);
     let log: Value = serde_json::from_slice(&sarif).unwrap();
     let results = log["runs"][0]["results"].as_array().unwrap().clone();
-    assert!(results.len() >= 8, "bandit finds the fixture's mistakes: {}", results.len());
-    let repo = format!("https://git.example.com/sec/fixture-{}.git", uuid::Uuid::new_v4().simple());
+    assert!(
+        results.len() >= 8,
+        "bandit finds the fixture's mistakes: {}",
+        results.len()
+    );
+    let repo = format!(
+        "https://git.example.com/sec/fixture-{}.git",
+        uuid::Uuid::new_v4().simple()
+    );
     let url = format!(
         "/v1/sarif?repository_uri={repo}&commit_sha=4f1c0de&ref=refs/heads/main&category=bandit&checkout_uri={}",
         checkout.display()
@@ -320,7 +424,9 @@ async fn sarif_from_bandit_uploaded_twice_is_stored_once_with_every_result() {
         }
         Some(
             client
-                .query("SELECT ?fields FROM v_findings WHERE scan_id = ? ORDER BY line, start_column")
+                .query(
+                    "SELECT ?fields FROM v_findings WHERE scan_id = ? ORDER BY line, start_column",
+                )
                 .bind(&scan_ids[0])
                 .fetch_all::<Row>()
                 .await
@@ -328,12 +434,19 @@ async fn sarif_from_bandit_uploaded_twice_is_stored_once_with_every_result() {
         )
     })
     .await;
-    assert_eq!(rows.len(), results.len(), "one copy of every result: {rows:?}");
+    assert_eq!(
+        rows.len(),
+        results.len(),
+        "one copy of every result: {rows:?}"
+    );
     let mut ids: Vec<&str> = rows.iter().map(|r| r.finding_id.as_str()).collect();
     ids.dedup();
     assert_eq!(ids.len(), results.len());
     for r in &rows {
-        assert!(["critical", "high", "medium", "low", "info"].contains(&r.severity.as_str()), "{r:?}");
+        assert!(
+            ["critical", "high", "medium", "low", "info"].contains(&r.severity.as_str()),
+            "{r:?}"
+        );
         assert_eq!(r.file, "app.py", "relative to the checkout: {r:?}");
     }
     // bandit's own severities, and the two eval() calls on one line stay two findings.
@@ -354,7 +467,10 @@ async fn sarif_from_bandit_uploaded_twice_is_stored_once_with_every_result() {
     })
     .await;
     assert_eq!(total, results.len() as u64);
-    assert!(repository.starts_with("git.example.com/sec/fixture-"), "{repository}");
+    assert!(
+        repository.starts_with("git.example.com/sec/fixture-"),
+        "{repository}"
+    );
     pipeline.stop().await;
 }
 
@@ -364,7 +480,8 @@ async fn an_over_size_result_is_refused_naming_it_and_nothing_is_produced() {
     s.kafka.max_message_bytes = 64 * 1024;
     require_stack(&s).await;
     let pipeline = Pipeline::gateway_only(&s).await;
-    let result = |text: String| json!({"ruleId": "R1", "level": "error", "message": {"text": text}});
+    let result =
+        |text: String| json!({"ruleId": "R1", "level": "error", "message": {"text": text}});
     let sarif = json!({"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "big"}},
         "results": [result("small".into()), result("x".repeat(100 * 1024)), result("small too".into())]}]});
     let r = reqwest::Client::new()
@@ -388,7 +505,10 @@ async fn an_over_size_result_is_refused_naming_it_and_nothing_is_produced() {
             .await
             .unwrap();
         assert_eq!(r.status(), 400, "{query}");
-        assert!(r.json::<Value>().await.unwrap()["field"].as_str().unwrap().starts_with("query."));
+        assert!(r.json::<Value>().await.unwrap()["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("query."));
     }
     // Nothing of the refused upload reached the topics: no summary, no finding.
     pipeline.stop().await;

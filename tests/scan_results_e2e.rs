@@ -100,7 +100,10 @@ async fn posted_scan_reports_land_in_clickhouse_with_every_field() {
             received_at_us: full_row.received_at_us,
         }
     );
-    assert_eq!(full_row.received_at_us / 1_000_000, u64::from(full_row.received_at));
+    assert_eq!(
+        full_row.received_at_us / 1_000_000,
+        u64::from(full_row.received_at)
+    );
     let sparse_row = rows.iter().find(|r| r.scan_id != id).unwrap();
     assert_eq!(
         uuid::Uuid::parse_str(&sparse_row.scan_id)
@@ -123,7 +126,10 @@ async fn posted_scan_reports_land_in_clickhouse_with_every_field() {
     assert_eq!(on_topic.len(), 2);
     let mut keys: Vec<Vec<u8>> = on_topic.iter().filter_map(|(k, _)| k.clone()).collect();
     keys.sort();
-    let mut expected = vec![b"git.example.com/team/app".to_vec(), repo.as_bytes().to_vec()];
+    let mut expected = vec![
+        b"git.example.com/team/app".to_vec(),
+        repo.as_bytes().to_vec(),
+    ];
     expected.sort();
     assert_eq!(keys, expected);
     for (_, payload) in on_topic {

@@ -380,7 +380,8 @@ impl ScanResults {
         out: &mut Outputs,
     ) -> Result<(), ProcessError> {
         let current = state.status.get(repo);
-        let newer = current.is_none_or(|s| s.scan_id == report.id || s.scanned_at <= entry.first_seen);
+        let newer =
+            current.is_none_or(|s| s.scan_id == report.id || s.scanned_at <= entry.first_seen);
         if !newer {
             return Ok(());
         }
@@ -414,7 +415,11 @@ impl ScanResults {
             low: sum(|c| c.low),
             invoked_by: report.repo_context.invoked_by.clone(),
         };
-        out.push(&self.topics.status, repo.to_string(), self.statuses.encode(&status)?);
+        out.push(
+            &self.topics.status,
+            repo.to_string(),
+            self.statuses.encode(&status)?,
+        );
         state.status.insert(repo.to_string(), status);
         Ok(())
     }
@@ -503,11 +508,31 @@ impl Processor for ScanResults {
         if entry.repo.is_empty() && !entry.counted.is_empty() {
             // Scanners remembered without a repository count now that one is known.
             for c in &entry.counted {
-                self.add_to_rollup(state, &repo, &branch, day, report.team.clone(), c, 1, &report, out)?;
+                self.add_to_rollup(
+                    state,
+                    &repo,
+                    &branch,
+                    day,
+                    report.team.clone(),
+                    c,
+                    1,
+                    &report,
+                    out,
+                )?;
             }
         }
         for c in &counted_now {
-            self.add_to_rollup(state, &repo, &branch, day, report.team.clone(), c, 1, &report, out)?;
+            self.add_to_rollup(
+                state,
+                &repo,
+                &branch,
+                day,
+                report.team.clone(),
+                c,
+                1,
+                &report,
+                out,
+            )?;
         }
         entry.counted.extend(counted_now);
         entry.repo = repo.clone();
@@ -522,7 +547,9 @@ impl Processor for ScanResults {
         // day comes from a record's `received_at`, which can be anything a producer wrote.
         let forget_before = now_micros.saturating_sub(secs_to_micros(self.cfg.dedupe_horizon_secs));
         state.scans.retain(|_, e| e.first_seen > forget_before);
-        state.legacy_seen.retain(|_, &received| received > forget_before);
+        state
+            .legacy_seen
+            .retain(|_, &received| received > forget_before);
         // A day's rollup is final two days later (late scans of that day are rare).
         state.rollups.retain(|_, r| {
             i64::from(r.day)
@@ -822,12 +849,22 @@ mod tests {
         let out = feed(
             &mut p,
             &mut state,
-            &[fragment.clone(), report("run", "web", "main", 20, 2, "❌"), fragment],
+            &[
+                fragment.clone(),
+                report("run", "web", "main", 20, 2, "❌"),
+                fragment,
+            ],
         );
-        assert_eq!(out.counters.dedupe_hits, 1, "only the late fragment is a repeat");
+        assert_eq!(
+            out.counters.dedupe_hits, 1,
+            "only the late fragment is a repeat"
+        );
         let statuses = decoded::<RepoStatus>(&out, "status");
         assert_eq!(statuses.len(), 1, "no status for an unknown repository");
-        assert_eq!((statuses[0].repository.as_str(), statuses[0].status.as_str()), ("web", "fail"));
+        assert_eq!(
+            (statuses[0].repository.as_str(), statuses[0].status.as_str()),
+            ("web", "fail")
+        );
         let t = totals(&out);
         assert_eq!(t.len(), 1);
         assert_eq!(t["web|njs"].critical, 2);
@@ -848,7 +885,11 @@ mod tests {
             let out = feed(&mut p, &mut state, &order);
             let t = totals(&out);
             let r = &t["web|njs"];
-            assert_eq!((r.scans, r.failed_scans, r.critical, r.high), (1, 0, 0, 1), "{r:?}");
+            assert_eq!(
+                (r.scans, r.failed_scans, r.critical, r.high),
+                (1, 0, 0, 1),
+                "{r:?}"
+            );
             let last = decoded::<RepoStatus>(&out, "status").pop().unwrap();
             assert_eq!((last.status.as_str(), last.critical), ("pass", 0));
         }
@@ -864,12 +905,22 @@ mod tests {
                 r.report_summary[0].scanner = scanner.into();
             })
         };
-        let out = feed(&mut p, &mut state, &[run("bandit"), run("ruff"), run("bandit")]);
+        let out = feed(
+            &mut p,
+            &mut state,
+            &[run("bandit"), run("ruff"), run("bandit")],
+        );
         assert_eq!(out.counters.dedupe_hits, 1);
         let t = totals(&out);
         assert_eq!(t.len(), 2);
         assert_eq!(t["web|bandit"].scans, 1);
-        assert_eq!(decoded::<RepoStatus>(&out, "status").pop().unwrap().critical, 2);
+        assert_eq!(
+            decoded::<RepoStatus>(&out, "status")
+                .pop()
+                .unwrap()
+                .critical,
+            2
+        );
     }
 
     #[test]
@@ -881,7 +932,11 @@ mod tests {
                 r.repo_context.repository_uri = Some(format!("https://github.com/{org}/web.git"));
             })
         };
-        let out = feed(&mut p, &mut state, &[in_org("a", "acme", 1), in_org("b", "other", 7)]);
+        let out = feed(
+            &mut p,
+            &mut state,
+            &[in_org("a", "acme", 1), in_org("b", "other", 7)],
+        );
         let t = totals(&out);
         assert_eq!(t["github.com/acme/web|njs"].critical, 1);
         assert_eq!(t["github.com/other/web|njs"].critical, 7);
@@ -892,7 +947,11 @@ mod tests {
     fn short_code_statuses_fail_the_scan() {
         let mut p = processor();
         let mut state = ScanResultsState::default();
-        let out = feed(&mut p, &mut state, &[report("a", "web", "main", 1, 0, ":cross_mark:")]);
+        let out = feed(
+            &mut p,
+            &mut state,
+            &[report("a", "web", "main", 1, 0, ":cross_mark:")],
+        );
         assert_eq!(decoded::<RepoStatus>(&out, "status")[0].status, "fail");
         assert_eq!(decoded::<Alert>(&out, "alerts")[0].rule, "scan_failed");
     }

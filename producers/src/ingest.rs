@@ -171,12 +171,9 @@ impl Ingestor {
         };
         let limit = self.producer.max_record_size();
         for (i, r) in parsed.reports.iter().enumerate() {
-            p.push(
-                &self.topics.scan_results,
-                r.partition_key(),
-                r,
-                |r, b| self.scan_reports.encode_into(r, b),
-            )?;
+            p.push(&self.topics.scan_results, r.partition_key(), r, |r, b| {
+                self.scan_reports.encode_into(r, b)
+            })?;
             p.check_last(limit, || format!("runs[{i}]"))?;
         }
         for (f, path) in parsed.findings.iter().zip(&parsed.paths) {

@@ -157,10 +157,16 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 /// A region's optional integer (`startColumn`, `endLine`, …): 1..=i32::MAX or absent.
-fn region_number(region: Option<&Value>, key: &str, field: impl Fn() -> String) -> Result<Option<i32>, InvalidMessage> {
+fn region_number(
+    region: Option<&Value>,
+    key: &str,
+    field: impl Fn() -> String,
+) -> Result<Option<i32>, InvalidMessage> {
     match region.and_then(|r| r.get(key)) {
         None | Some(Value::Null) => Ok(None),
-        Some(n) => positive_i32(n).map(Some).map_err(|reason| invalid(field(), reason)),
+        Some(n) => positive_i32(n)
+            .map(Some)
+            .map_err(|reason| invalid(field(), reason)),
     }
 }
 
@@ -184,10 +190,10 @@ fn parse_run(
         .get("versionControlProvenance")
         .and_then(Value::as_array)
         .and_then(|a| a.first());
-    let repository_uri = ctx
-        .repository_uri
-        .clone()
-        .or_else(|| vcp.and_then(|v| str_at(v, &["repositoryUri"])).map(str::to_string));
+    let repository_uri = ctx.repository_uri.clone().or_else(|| {
+        vcp.and_then(|v| str_at(v, &["repositoryUri"]))
+            .map(str::to_string)
+    });
     let repository_name = ctx.repository.clone().or_else(|| {
         repository_uri.as_deref().and_then(|u| {
             let name = u.trim_end_matches('/').rsplit(['/', ':']).next()?;
@@ -196,10 +202,10 @@ fn parse_run(
         })
     });
     let repo_key = repository::key(repository_uri.as_deref(), repository_name.as_deref());
-    let commit = ctx
-        .commit_sha
-        .clone()
-        .or_else(|| vcp.and_then(|v| str_at(v, &["revisionId"])).map(str::to_string));
+    let commit = ctx.commit_sha.clone().or_else(|| {
+        vcp.and_then(|v| str_at(v, &["revisionId"]))
+            .map(str::to_string)
+    });
     let (branch, pull_request) = match ctx.git_ref.as_deref() {
         Some(r) => branch_of_ref(r),
         None => (
@@ -225,13 +231,17 @@ fn parse_run(
         .or_else(|| str_at(run_v, &["automationDetails", "guid"]).map(str::to_string))
         .or_else(|| str_at(run_v, &["properties", "runGuid"]).map(str::to_string))
         .unwrap_or_else(|| match (&repo_key, &commit) {
-            (Some(repo), Some(commit)) => {
-                stable_id("io.secpipe.scan.Analysis", &["repo", repo, commit, &category, &tool])
-            }
+            (Some(repo), Some(commit)) => stable_id(
+                "io.secpipe.scan.Analysis",
+                &["repo", repo, commit, &category, &tool],
+            ),
             _ => {
                 let content = serde_json::to_string(results).unwrap_or_default();
                 let version = str_at(driver, &["version"]).unwrap_or_default();
-                stable_id("io.secpipe.scan.Analysis", &["content", &tool, version, &category, &content])
+                stable_id(
+                    "io.secpipe.scan.Analysis",
+                    &["content", &tool, version, &category, &content],
+                )
             }
         });
     let roots = checkout_roots(run_v, ctx);
@@ -320,7 +330,9 @@ fn parse_run(
             fingerprint: fingerprint.as_deref(),
             occurrence: 0,
         };
-        let seen = occurrences.entry(Finding::derive_id(&identity)).or_insert(0);
+        let seen = occurrences
+            .entry(Finding::derive_id(&identity))
+            .or_insert(0);
         identity.occurrence = *seen;
         *seen += 1;
         out.findings.push(Finding {
@@ -729,21 +741,42 @@ mod tests {
         let mut ids: Vec<&str> = out.findings.iter().map(|f| f.finding_id.as_str()).collect();
         ids.sort();
         ids.dedup();
-        assert_eq!(ids.len(), 3, "distinct columns and a repeated result keep their ids");
+        assert_eq!(
+            ids.len(),
+            3,
+            "distinct columns and a repeated result keep their ids"
+        );
         assert_eq!(out.reports[0].report_summary[0].high, 3);
         assert_eq!(out.findings[1].start_column, Some(30));
-        assert_eq!(out.paths, vec!["runs[0].results[0]", "runs[0].results[1]", "runs[0].results[2]"]);
+        assert_eq!(
+            out.paths,
+            vec![
+                "runs[0].results[0]",
+                "runs[0].results[1]",
+                "runs[0].results[2]"
+            ]
+        );
     }
 
     #[test]
     fn a_reupload_of_the_same_output_gets_the_same_scan_and_finding_ids() {
-        let body = log(&result(3, 1), r#""invocations":[{"endTimeUtc":"2026-01-01T00:00:00Z"}],"#, "");
+        let body = log(
+            &result(3, 1),
+            r#""invocations":[{"endTimeUtc":"2026-01-01T00:00:00Z"}],"#,
+            "",
+        );
         let again = body.replace("2026-01-01", "2026-01-02");
-        let (a, b) = (parse(body.as_bytes(), 1).unwrap(), parse(again.as_bytes(), 2).unwrap());
+        let (a, b) = (
+            parse(body.as_bytes(), 1).unwrap(),
+            parse(again.as_bytes(), 2).unwrap(),
+        );
         assert_eq!(a.reports[0].id, b.reports[0].id);
         assert_eq!(a.findings[0].finding_id, b.findings[0].finding_id);
         let other = log(&result(4, 1), "", "");
-        assert_ne!(parse(other.as_bytes(), 1).unwrap().reports[0].id, a.reports[0].id);
+        assert_ne!(
+            parse(other.as_bytes(), 1).unwrap().reports[0].id,
+            a.reports[0].id
+        );
     }
 
     #[test]
@@ -753,15 +786,28 @@ mod tests {
             r#""automationDetails":{"guid":"per-report"},"#,
             r#""inlineExternalProperties":[{"guid":"log","runGuid":"run-uuid"}],"#,
         );
-        assert_eq!(parse(with_both.as_bytes(), 0).unwrap().reports[0].id, "run-uuid");
+        assert_eq!(
+            parse(with_both.as_bytes(), 0).unwrap().reports[0].id,
+            "run-uuid"
+        );
         let ctx = UploadContext {
             scan_id: Some("given".into()),
             ..Default::default()
         };
         let out = parse_with(with_both.as_bytes(), 0, &ctx).unwrap();
-        assert_eq!((out.reports[0].id.as_str(), out.findings[0].scan_id.as_str()), ("given", "given"));
-        let only_details = log(&result(1, 1), r#""automationDetails":{"guid":"per-report"},"#, "");
-        assert_eq!(parse(only_details.as_bytes(), 0).unwrap().reports[0].id, "per-report");
+        assert_eq!(
+            (out.reports[0].id.as_str(), out.findings[0].scan_id.as_str()),
+            ("given", "given")
+        );
+        let only_details = log(
+            &result(1, 1),
+            r#""automationDetails":{"guid":"per-report"},"#,
+            "",
+        );
+        assert_eq!(
+            parse(only_details.as_bytes(), 0).unwrap().reports[0].id,
+            "per-report"
+        );
         // Repository and commit: one analysis per (repository, commit, category, tool).
         let ctx = |category: &str| UploadContext {
             repository_uri: Some("https://github.com/Shop/shop-web.git".into()),
@@ -779,36 +825,67 @@ mod tests {
         let r = &a.reports[0];
         assert_eq!(r.repo_context.branch.as_deref(), Some("main"));
         assert_eq!(r.repo_context.revision_id.as_deref(), Some("abc"));
-        assert_eq!(a.findings[0].repository.as_deref(), Some("github.com/shop/shop-web"));
+        assert_eq!(
+            a.findings[0].repository.as_deref(),
+            Some("github.com/shop/shop-web")
+        );
         assert_eq!(a.findings[0].category, "py");
     }
 
     #[test]
     fn paths_become_relative_to_the_repository_root() {
         let roots = vec!["/root/work/shop-web/".to_string()];
-        assert_eq!(relative_path("file:///root/work/shop-web/src/a.py", None, &roots, None), "src/a.py");
-        assert_eq!(relative_path("/root/work/shop-web/src/a.py", None, &roots, None), "src/a.py");
-        assert_eq!(relative_path("src/a%20b.py", Some("SRCROOT"), &[], None), "src/a b.py");
+        assert_eq!(
+            relative_path("file:///root/work/shop-web/src/a.py", None, &roots, None),
+            "src/a.py"
+        );
+        assert_eq!(
+            relative_path("/root/work/shop-web/src/a.py", None, &roots, None),
+            "src/a.py"
+        );
+        assert_eq!(
+            relative_path("src/a%20b.py", Some("SRCROOT"), &[], None),
+            "src/a b.py"
+        );
         assert_eq!(relative_path("./src/a.py", None, &[], None), "src/a.py");
         assert_eq!(
-            relative_path("file:///builds/x/shop-web/lib/b.py", None, &[], Some("shop-web")),
+            relative_path(
+                "file:///builds/x/shop-web/lib/b.py",
+                None,
+                &[],
+                Some("shop-web")
+            ),
             "lib/b.py"
         );
-        assert_eq!(relative_path("file:///elsewhere/c.py", None, &roots, None), "/elsewhere/c.py");
+        assert_eq!(
+            relative_path("file:///elsewhere/c.py", None, &roots, None),
+            "/elsewhere/c.py"
+        );
         // The run's own roots: originalUriBaseIds and the invocation's working directory.
         let body = log(
             &result(2, 2),
             r#""invocations":[{"workingDirectory":{"uri":"file:///root/work/shop-web"}}],"#,
             "",
         );
-        assert_eq!(parse(body.as_bytes(), 0).unwrap().findings[0].file, "src/app.py");
+        assert_eq!(
+            parse(body.as_bytes(), 0).unwrap().findings[0].file,
+            "src/app.py"
+        );
     }
 
     #[test]
     fn severity_prefers_the_tool_then_the_score_then_the_level() {
-        let r = |props: &str| serde_json::from_str::<Value>(&format!(r#"{{"properties":{props}}}"#)).unwrap();
-        assert_eq!(severity(&r(r#"{"issue_severity":"LOW"}"#), None, "error"), "low");
-        assert_eq!(severity(&r(r#"{"security-severity":"9.8"}"#), None, "note"), "critical");
+        let r = |props: &str| {
+            serde_json::from_str::<Value>(&format!(r#"{{"properties":{props}}}"#)).unwrap()
+        };
+        assert_eq!(
+            severity(&r(r#"{"issue_severity":"LOW"}"#), None, "error"),
+            "low"
+        );
+        assert_eq!(
+            severity(&r(r#"{"security-severity":"9.8"}"#), None, "note"),
+            "critical"
+        );
         assert_eq!(severity(&r("{}"), None, "note"), "low");
         assert_eq!(severity(&r("{}"), None, "none"), "info");
         assert_eq!(severity(&r("{}"), None, "warning"), "medium");
@@ -816,8 +893,14 @@ mod tests {
 
     #[test]
     fn refs_name_branches_and_pull_requests() {
-        assert_eq!(branch_of_ref("refs/heads/main"), (Some("main".into()), Some(false)));
-        assert_eq!(branch_of_ref("refs/pull/12/merge"), (Some("pull/12/merge".into()), Some(true)));
+        assert_eq!(
+            branch_of_ref("refs/heads/main"),
+            (Some("main".into()), Some(false))
+        );
+        assert_eq!(
+            branch_of_ref("refs/pull/12/merge"),
+            (Some("pull/12/merge".into()), Some(true))
+        );
         assert_eq!(branch_of_ref("dev"), (Some("dev".into()), None));
     }
 }

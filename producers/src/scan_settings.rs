@@ -38,7 +38,10 @@ pub const SHIFTLEFT_ALIASES: [(&str, &str); 38] = [
     ),
     ("Security audit for Terraform", "Terraform Security Audit"),
     ("Security taint analysis for PHP", "PHP Security Analysis"),
-    ("Security taint analysis for Python", "Python Security Analysis"),
+    (
+        "Security taint analysis for Python",
+        "Python Security Analysis",
+    ),
     ("Shell script analysis", "Shell Script Analysis"),
     ("ShiftLeft NG SAST analyzer", "ShiftLeft NextGen Analyzer"),
     ("ShiftLeft graph analyzer", "ShiftLeft NextGen Analyzer"),
@@ -240,7 +243,10 @@ mod tests {
             s.team(Some("github.com/acme/web"), Some("sent".into())),
             Some("sent".into())
         );
-        assert_eq!(s.team(Some("github.com/acme/web"), None), Some("acme".into()));
+        assert_eq!(
+            s.team(Some("github.com/acme/web"), None),
+            Some("acme".into())
+        );
         assert_eq!(s.team(Some("web"), None), None);
     }
 }

@@ -23,10 +23,27 @@ pub fn normalize_status(status: &str) -> String {
     let bare = s.trim_matches(':').trim_end_matches('\u{fe0f}');
     let lower = bare.to_ascii_lowercase();
     match lower.as_str() {
-        "❌" | "✖" | "✗" | "cross_mark" | "x" | "heavy_multiplication_x" | "fail" | "failed"
-        | "failure" | "error" => FAILED.to_string(),
-        "✅" | "✔" | "✓" | "white_heavy_check_mark" | "white_check_mark" | "heavy_check_mark"
-        | "check_mark" | "pass" | "passed" | "success" | "ok" => PASSED.to_string(),
+        "❌"
+        | "✖"
+        | "✗"
+        | "cross_mark"
+        | "x"
+        | "heavy_multiplication_x"
+        | "fail"
+        | "failed"
+        | "failure"
+        | "error" => FAILED.to_string(),
+        "✅"
+        | "✔"
+        | "✓"
+        | "white_heavy_check_mark"
+        | "white_check_mark"
+        | "heavy_check_mark"
+        | "check_mark"
+        | "pass"
+        | "passed"
+        | "success"
+        | "ok" => PASSED.to_string(),
         _ => s.to_string(),
     }
 }
@@ -92,7 +109,11 @@ pub fn normalize_uri(uri: &str) -> Option<String> {
         h if h.ends_with(".visualstudio.com") => {
             let org = h.trim_end_matches(".visualstudio.com").to_string();
             let mut s = vec![org];
-            s.extend(segments.into_iter().filter(|seg| seg != "defaultcollection"));
+            s.extend(
+                segments
+                    .into_iter()
+                    .filter(|seg| seg != "defaultcollection"),
+            );
             ("dev.azure.com".to_string(), s)
         }
         _ => (host, segments),
@@ -169,7 +190,11 @@ mod tests {
             "ssh://git@github.com:22/acme/web",
             "git+ssh://git@GitHub.com/acme/web.git?ref=main#readme",
         ] {
-            assert_eq!(normalize_uri(uri).as_deref(), Some("github.com/acme/web"), "{uri}");
+            assert_eq!(
+                normalize_uri(uri).as_deref(),
+                Some("github.com/acme/web"),
+                "{uri}"
+            );
         }
     }
 
@@ -206,7 +231,13 @@ mod tests {
 
     #[test]
     fn non_remotes_have_no_normalised_uri() {
-        for uri in ["", "web", "C:\\src\\web", "/srv/git/web", "https://host.example.com"] {
+        for uri in [
+            "",
+            "web",
+            "C:\\src\\web",
+            "/srv/git/web",
+            "https://host.example.com",
+        ] {
             assert_eq!(normalize_uri(uri), None, "{uri}");
         }
     }
@@ -217,7 +248,14 @@ mod tests {
             assert_eq!(normalize_status(s), FAILED, "{s}");
             assert!(is_failed(s));
         }
-        for s in ["✅", ":white_heavy_check_mark:", ":white_check_mark:", "✔️", "pass", "OK"] {
+        for s in [
+            "✅",
+            ":white_heavy_check_mark:",
+            ":white_check_mark:",
+            "✔️",
+            "pass",
+            "OK",
+        ] {
             assert_eq!(normalize_status(s), PASSED, "{s}");
             assert!(!is_failed(s));
         }
@@ -228,10 +266,16 @@ mod tests {
     #[test]
     fn globs_match_keys() {
         assert!(glob_matches("github.com/acme/*", "github.com/acme/web"));
-        assert!(glob_matches("*/payments/*", "dev.azure.com/contoso/payments/_git/api"));
+        assert!(glob_matches(
+            "*/payments/*",
+            "dev.azure.com/contoso/payments/_git/api"
+        ));
         assert!(glob_matches("GitHub.com/acme/web", "github.com/acme/web"));
         assert!(!glob_matches("github.com/acme/*", "github.com/other/web"));
-        assert!(!glob_matches("github.com/acme/w*b*x", "github.com/acme/web"));
+        assert!(!glob_matches(
+            "github.com/acme/w*b*x",
+            "github.com/acme/web"
+        ));
         assert!(glob_matches("*", "anything"));
         assert!(!glob_matches("a*a", "a"));
     }

@@ -372,20 +372,49 @@ mod finding_tests {
         let id = Finding::derive_id;
         assert_eq!(id(&base), id(&base.clone()));
         for other in [
-            FindingIdentity { line: Some(2), ..base },
-            FindingIdentity { start_column: Some(5), ..base },
-            FindingIdentity { end_line: Some(3), ..base },
-            FindingIdentity { end_column: Some(9), ..base },
-            FindingIdentity { fingerprint: None, ..base },
-            FindingIdentity { tool: "ruff", ..base },
-            FindingIdentity { occurrence: 1, ..base },
+            FindingIdentity {
+                line: Some(2),
+                ..base
+            },
+            FindingIdentity {
+                start_column: Some(5),
+                ..base
+            },
+            FindingIdentity {
+                end_line: Some(3),
+                ..base
+            },
+            FindingIdentity {
+                end_column: Some(9),
+                ..base
+            },
+            FindingIdentity {
+                fingerprint: None,
+                ..base
+            },
+            FindingIdentity {
+                tool: "ruff",
+                ..base
+            },
+            FindingIdentity {
+                occurrence: 1,
+                ..base
+            },
         ] {
             assert_ne!(id(&base), id(&other), "{other:?}");
         }
         // Parts are separated, so moving text from one part to the next changes the id.
         assert_ne!(
-            id(&FindingIdentity { rule_id: "rule", file: "ab", ..base }),
-            id(&FindingIdentity { rule_id: "rulea", file: "b", ..base })
+            id(&FindingIdentity {
+                rule_id: "rule",
+                file: "ab",
+                ..base
+            }),
+            id(&FindingIdentity {
+                rule_id: "rulea",
+                file: "b",
+                ..base
+            })
         );
         assert_eq!(
             uuid::Uuid::parse_str(&id(&base)).unwrap().get_version_num(),
