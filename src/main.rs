@@ -74,6 +74,10 @@ enum Command {
         /// Input file; `-` reads standard input.
         #[arg(default_value = "-")]
         input: String,
+        /// Scan context of a SARIF upload, as `POST /v1/sarif` takes it: repository_uri,
+        /// repository, commit_sha, ref, category, checkout_uri, invoked_by, scan_id.
+        #[arg(long = "context", value_name = "NAME=VALUE")]
+        context: Vec<String>,
     },
     /// Measure throughput on the running local stack.
     Bench {
@@ -429,8 +433,13 @@ fn main() -> anyhow::Result<()> {
                 );
                 Ok(())
             }
-            Command::Produce { kind, input } => {
-                let summary = secpipe::produce::run(&settings, kind, &input).await?;
+            Command::Produce {
+                kind,
+                input,
+                context,
+            } => {
+                let ctx = secpipe::produce::upload_context(&context)?;
+                let summary = secpipe::produce::run_with(&settings, kind, &input, &ctx).await?;
                 anyhow::ensure!(summary.rejected == 0, "{} input(s) rejected", summary.rejected);
                 Ok(())
             }

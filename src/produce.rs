@@ -11,7 +11,8 @@ use anyhow::Context;
 use futures::{stream::FuturesUnordered, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use secpipe_producers::{
-    scan_settings::ScanSettings, EventProducer, IngestError, Ingestor, Prepared,
+    sarif::UploadContext, scan_settings::ScanSettings, EventProducer, IngestError, Ingestor,
+    Prepared,
 };
 
 use crate::Settings;
@@ -62,6 +63,33 @@ fn progress(len: Option<u64>) -> ProgressBar {
 
 /// Runs one `secpipe produce`; prints rejected lines to stderr and the summary to stdout.
 pub async fn run(settings: &Settings, kind: Kind, input: &str) -> anyhow::Result<Summary> {
+    run_with(settings, kind, input, &UploadContext::default()).await
+}
+
+/// The scan context of `secpipe produce sarif --context NAME=VALUE ...` (the parameters of
+/// `POST /v1/sarif`); an unknown name is an error naming the ones there are.
+pub fn upload_context(pairs: &[String]) -> anyhow::Result<UploadContext> {
+    let mut ctx = UploadContext::default();
+    for pair in pairs {
+        let (name, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--context {pair}: expected NAME=VALUE"))?;
+        anyhow::ensure!(
+            ctx.set(name.trim(), value),
+            "--context {name}: unknown; the upload takes {}",
+            UploadContext::PARAMETERS.join(", ")
+        );
+    }
+    Ok(ctx)
+}
+
+/// [`run`] with the scan context of a SARIF upload.
+pub async fn run_with(
+    settings: &Settings,
+    kind: Kind,
+    input: &str,
+    ctx: &UploadContext,
+) -> anyhow::Result<Summary> {
     let producer = EventProducer::new(&settings.kafka, "produce")?;
     let ingestor = Ingestor::new(
         producer,
@@ -79,7 +107,7 @@ pub async fn run(settings: &Settings, kind: Kind, input: &str) -> anyhow::Result
             let mut body = Vec::new();
             reader.read_to_end(&mut body)?;
             summary.bytes_read = body.len() as u64;
-            let prepared = ingestor.sarif(&body).map_err(describe)?;
+            let prepared = ingestor.sarif_with(&body, ctx).map_err(describe)?;
             ingestor.send(&prepared).await?;
             summary.records += prepared.len();
         }

@@ -515,3 +515,42 @@ async fn an_over_size_result_is_refused_naming_it_and_nothing_is_produced() {
     assert_eq!(records_in(&s, &s.kafka.topics.scan_results), 0);
     assert_eq!(records_in(&s, &s.kafka.topics.findings), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_sarif_takes_the_scan_context_as_the_endpoint_does() {
+    use secpipe::produce::{self, Kind};
+    use secpipe_schemas::{scan::Finding, Codec};
+    let s = settings("produce-sarif");
+    require_stack(&s).await;
+    let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sast");
+    let file = std::env::temp_dir().join(format!("upload-{}.sarif", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&file, bandit_sarif(&checkout)).unwrap();
+    assert!(produce::upload_context(&["colour=blue".into()]).is_err());
+    assert!(produce::upload_context(&["no-equals-sign".into()]).is_err());
+    let ctx = produce::upload_context(&[
+        "repository_uri=git@github.com:Sec/Fixture.git".into(),
+        "commit_sha=4f1c0de".into(),
+        format!("checkout_uri={}", checkout.display()),
+    ])
+    .unwrap();
+    let summary = produce::run_with(&s, Kind::Sarif, file.to_str().unwrap(), &ctx)
+        .await
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    let codec = Codec::<Finding>::new().unwrap();
+    let findings: Vec<Finding> = read_all(&s, &s.kafka.topics.findings)
+        .iter()
+        .map(|(_, p)| codec.decode(p).unwrap())
+        .collect();
+    assert_eq!(
+        summary.records,
+        findings.len() + 1,
+        "one summary and the findings"
+    );
+    assert!(!findings.is_empty());
+    for f in &findings {
+        assert_eq!(f.repository.as_deref(), Some("github.com/sec/fixture"));
+        assert_eq!(f.file, "app.py");
+        assert!(!f.severity.is_empty());
+    }
+}
