@@ -206,18 +206,33 @@ enum BenchCommand {
         /// Requests in flight.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// Runs (the summary gives median, min and max).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// The whole pipeline, each role its own process, with the limits it runs against.
     Pipeline {
-        /// Telemetry events to send through the gateway.
+        /// Telemetry events to send through the gateway in the throughput phase.
         #[arg(long, default_value_t = 200_000)]
         events: usize,
+        /// Events per second of the latency phase; 0 = half the throughput phase's rate.
+        #[arg(long, default_value_t = 0.0)]
+        paced_rate: f64,
+        /// Seconds of the latency phase.
+        #[arg(long, default_value_t = 10)]
+        paced_secs: u64,
+        /// Runs (the summary gives median, min and max).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// The ClickHouse loader against clickhouse-client inserting the same rows.
     Loader {
         /// Processed telemetry events to load.
         #[arg(long, default_value_t = 300_000)]
         events: usize,
+        /// Runs, each the loader then clickhouse-client (A B A B ...).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// The telemetry processor, as its own process, on a backlog and then at a steady rate.
     Processor {
@@ -230,6 +245,9 @@ enum BenchCommand {
         /// Seconds of the latency phase.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Runs (the summary gives median, min and max).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
 }
 
@@ -379,58 +397,39 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Demo => secpipe::demo::run(&settings).await,
             Command::Bench {
-                bench: BenchCommand::Gateway { events, batch, concurrency },
+                bench: BenchCommand::Gateway { events, batch, concurrency, runs },
             } => {
-                let f = secpipe::bench::gateway(&settings, events, batch, concurrency).await?;
-                println!(
-                    "gateway: {} events in {} batches in {:.2} s = {:.0} events/s; request latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (broker {})",
-                    f.events, f.batches, f.seconds, f.events_per_sec, f.p50_ms, f.p99_ms, f.max_ms, settings.kafka.brokers
-                );
+                let title = format!("bench gateway ({events} events, batches of {batch}, {concurrency} in flight, broker {})", settings.kafka.brokers);
+                secpipe::bench::repeat(&title, runs, |_| secpipe::bench::gateway(&settings, events, batch, concurrency)).await?;
                 Ok(())
             }
             Command::Bench {
-                bench: BenchCommand::Processor { events, rate, seconds },
+                bench: BenchCommand::Processor { events, rate, seconds, runs },
             } => {
-                let f = secpipe::bench::processor(&settings, events, rate, seconds).await?;
-                println!(
-                    "processor telemetry: {} events in {:.2} s = {:.0} events/s (one instance); latency input append -> output append at {rate} events/s: p50 {:.0} ms, p99 {:.0} ms over {} events; peak RSS {:.0} MB (broker {})",
-                    f.events, f.seconds, f.events_per_sec, f.p50_ms, f.p99_ms, f.latency_events, f.peak_rss_mb, settings.kafka.brokers
-                );
-                println!(
-                    "processor telemetry restore after {} input events: a fresh instance restored {} partitions in {:.2} s (summed), reading {} of the changelog's {} records",
-                    f.events, f.restore_partitions, f.restore_secs, f.restore_records_read, f.changelog_records
-                );
+                let title = format!("bench processor ({events}-event backlog, latency at {rate} events/s for {seconds} s, broker {})", settings.kafka.brokers);
+                secpipe::bench::repeat(&title, runs, |_| secpipe::bench::processor(&settings, events, rate, seconds)).await?;
                 Ok(())
             }
             Command::Bench {
-                bench: BenchCommand::Loader { events },
+                bench: BenchCommand::Loader { events, runs },
             } => {
-                let f = secpipe::bench::loader(&settings, events).await?;
-                println!(
-                    "loader telemetry_events: {} rows in {:.2} s = {:.0} rows/s (plus {} host_packages rows); clickhouse-client RowBinary from files: {:.2} s = {:.0} rows/s; loader at {:.0}% of clickhouse-client",
-                    f.rows, f.loader_secs, f.loader_rows_per_sec, f.package_rows, f.client_secs, f.client_rows_per_sec,
-                    100.0 * f.loader_rows_per_sec / f.client_rows_per_sec
-                );
+                let title = format!("bench loader ({events} processed telemetry events, broker {})", settings.kafka.brokers);
+                secpipe::bench::repeat(&title, runs, |_| secpipe::bench::loader(&settings, events)).await?;
                 Ok(())
             }
             Command::Bench {
-                bench: BenchCommand::Pipeline { events },
+                bench: BenchCommand::Pipeline { events, paced_rate, paced_secs, runs },
             } => {
-                let f = secpipe::bench::pipeline(&settings, events).await?;
-                println!(
-                    "pipeline: {} events end to end in {:.2} s = {:.0} events/s; gateway ack -> ClickHouse visible p50 {:.0} ms, p99 {:.0} ms ({} probes)",
-                    f.events, f.seconds, f.events_per_sec, f.p50_ms, f.p99_ms, f.latency_samples
-                );
-                for (role, mb) in &f.peak_rss_mb {
-                    println!("  peak RSS {role}: {mb:.0} MB");
+                let title = format!("bench pipeline ({events} events, then {paced_secs} s paced, broker {})", settings.kafka.brokers);
+                let all = secpipe::bench::repeat(&title, runs, |_| secpipe::bench::pipeline(&settings, events, paced_rate, paced_secs)).await?;
+                if let Some(f) = all.last() {
+                    let rows: Vec<String> = f.rows.iter().map(|(t, n)| format!("{t} {n}")).collect();
+                    println!("  rows the last run wrote in its throughput phase: {}", rows.join(", "));
+                    println!(
+                        "  records it produced to the broker then: {} ({:.1} MB); consumed: {}",
+                        f.records_produced, f.bytes_produced as f64 / 1e6, f.records_consumed
+                    );
                 }
-                println!(
-                    "limits in the same run: broker produce {:.0}/s ({:.0}%), broker consume {:.0}/s ({:.0}%), ClickHouse insert {:.0} rows/s ({:.0}%) (broker {})",
-                    f.broker_produce_per_sec, 100.0 * f.events_per_sec / f.broker_produce_per_sec,
-                    f.broker_consume_per_sec, 100.0 * f.events_per_sec / f.broker_consume_per_sec,
-                    f.clickhouse_insert_rows_per_sec, 100.0 * f.events_per_sec / f.clickhouse_insert_rows_per_sec,
-                    settings.kafka.brokers
-                );
                 Ok(())
             }
             Command::Produce {

@@ -1,5 +1,6 @@
 //! `secpipe bench gateway`: the ingest gateway under NDJSON telemetry batches of the reference's
-//! 743-event mix. Measures from the first request to the last response (a response is sent only
+//! 743-event mix. The gateway runs as its own process (`secpipe gateway`); this process is the
+//! load generator. Measures from the first request to the last response (a response is sent only
 //! after the broker acknowledged every record of its batch), with request latency percentiles.
 use super::*;
 
@@ -15,8 +16,22 @@ pub struct GatewayFigures {
     pub max_ms: f64,
 }
 
+impl Figures for GatewayFigures {
+    fn figures(&self) -> Vec<Figure> {
+        vec![
+            Figure::new(
+                "gateway, telemetry NDJSON acknowledged by the broker (load generator in another process)",
+                self.events_per_sec,
+                "events/s",
+            ),
+            Figure::new("gateway request latency p50", self.p50_ms, "ms"),
+            Figure::new("gateway request latency p99", self.p99_ms, "ms"),
+        ]
+    }
+}
+
 /// Runs the gateway benchmark: `events` telemetry events in batches of `batch`, `concurrency`
-/// requests in flight, against a gateway started in this process.
+/// requests in flight, against `secpipe gateway` started as a child process.
 pub async fn gateway(
     settings: &Settings,
     events: usize,
@@ -25,19 +40,11 @@ pub async fn gateway(
 ) -> anyhow::Result<GatewayFigures> {
     crate::topics::create_all(settings).await?;
     let token = uuid::Uuid::new_v4().simple().to_string();
-    let mut settings = settings.clone();
-    settings.gateway.tokens.push(TokenConfig {
-        name: "bench".into(),
-        sha256: hash_token(&token),
-        role: Role::Producer,
-        kinds: Vec::new(),
-        rate_per_sec: 0,
-    });
-    settings.gateway.rate_limit_per_token = 0;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/v1/telemetry", listener.local_addr()?);
-    let (trigger, shutdown) = Shutdown::new();
-    let gateway = tokio::spawn(roles::gateway_on(listener, settings.clone(), shutdown));
+    let addr = free_addr()?;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let mut roles = RoleProcesses::new(settings, &tag, &token, addr)?;
+    roles.spawn("gateway", &["gateway"])?;
+    let url = format!("http://{addr}/v1/telemetry");
 
     eprintln!("preparing {events} events of the reference mix in batches of {batch}");
     let bodies: Vec<bytes::Bytes> = {
@@ -63,6 +70,7 @@ pub async fn gateway(
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()?;
+    wait_for_gateway(&http, &format!("http://{addr}")).await?;
     // Warm-up: connections and the producer's idempotence set-up are not part of the figure.
     let warm = http
         .post(&url)
@@ -111,8 +119,7 @@ pub async fn gateway(
         w.await.context("bench worker")??;
     }
     let seconds = started.elapsed().as_secs_f64();
-    trigger.trigger();
-    gateway.await??;
+    roles.stop();
     let mut lat = latencies.lock().await.clone();
     lat.sort();
     let sent = lat.len() * batch;

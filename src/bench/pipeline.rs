@@ -1,5 +1,36 @@
-//! `secpipe bench pipeline`.
+//! `secpipe bench pipeline`: every role as its own process, fed through the gateway by this
+//! process (the load generator), on fresh topics and a scratch database. Two phases:
+//!
+//! 1. **Throughput**: `events` reference-mix telemetry events as fast as 8 requests in flight
+//!    go, timed until every stage has committed everything it was given.
+//! 2. **Latency** at a paced rate (half the phase-1 rate unless given): probes posted every
+//!    100 ms, and each timed from the gateway's acknowledgement to the moment a query sees it
+//!    in ClickHouse: one telemetry event of each type that becomes a `telemetry_events` row (all
+//!    but heartbeats, which become rollups), from its own process so no dedupe or rate limit
+//!    swallows it, and one `/track` scan summary.
+//!
+//! Then the limits, in the same run and on the same data: the broker producing and consuming
+//! again exactly the records the pipeline wrote to it (same keys and payloads), and ClickHouse
+//! inserting again every row the pipeline wrote (RowBinary through `clickhouse-client`).
+use std::collections::{BTreeMap, HashMap};
+
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer},
+    Message, Offset, TopicPartitionList,
+};
+use secpipe_producers::{EventProducer, OutRecord};
+use secpipe_schemas::telemetry::{TelemetryEvent, TelemetryKind};
+
 use super::*;
+
+/// Latency of one kind of probe: samples, p50 and p99 in ms.
+#[derive(Debug, Clone)]
+pub struct Latency {
+    pub what: String,
+    pub samples: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
 
 /// Figures of one whole-pipeline run.
 #[derive(Debug)]
@@ -7,25 +38,106 @@ pub struct PipelineFigures {
     pub events: usize,
     pub seconds: f64,
     pub events_per_sec: f64,
-    pub latency_samples: usize,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
+    /// Events/s of the latency phase.
+    pub paced_rate: f64,
+    /// Telemetry ack -> visible, all types together first, then per type; then scans.
+    pub latency: Vec<Latency>,
+    /// Rows per table the run wrote (every inserted row, versions included).
+    pub rows: Vec<(String, u64)>,
     pub peak_rss_mb: Vec<(String, f64)>,
+    /// Records (and bytes) the pipeline produced to the broker in phase 1, and records its
+    /// stages consumed.
+    pub records_produced: u64,
+    pub bytes_produced: u64,
+    pub records_consumed: u64,
     pub broker_produce_per_sec: f64,
     pub broker_consume_per_sec: f64,
+    /// Rows the pipeline wrote in phase 1 per second, and ClickHouse inserting the same rows.
+    pub pipeline_rows_per_sec: f64,
     pub clickhouse_insert_rows_per_sec: f64,
 }
 
-/// The whole pipeline, each role its own process, on fresh topics and a scratch database:
-/// `events` reference-mix telemetry events through the gateway (batches of 500, 8 in flight)
-/// while scan reports are posted every 50 ms to time gateway acknowledgement -> ClickHouse
-/// visibility. Then, in the same run, the limits: the broker's raw produce and consume rates and
-/// ClickHouse's raw insert rate.
-pub async fn pipeline(settings: &Settings, events: usize) -> anyhow::Result<PipelineFigures> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use secpipe_producers::{EventProducer, OutRecord};
+impl Figures for PipelineFigures {
+    fn figures(&self) -> Vec<Figure> {
+        let mut f = vec![Figure::new(
+            "end to end, reference-mix telemetry through the gateway until every stage committed",
+            self.events_per_sec,
+            "events/s",
+        )];
+        for l in &self.latency {
+            f.push(Figure::new(
+                format!(
+                    "{} ack -> visible in ClickHouse p50 (at {:.0} events/s)",
+                    l.what, self.paced_rate
+                ),
+                l.p50_ms,
+                "ms",
+            ));
+            f.push(Figure::new(
+                format!(
+                    "{} ack -> visible in ClickHouse p99 (at {:.0} events/s)",
+                    l.what, self.paced_rate
+                ),
+                l.p99_ms,
+                "ms",
+            ));
+        }
+        let produce = self.records_produced as f64 / self.seconds;
+        let consume = self.records_consumed as f64 / self.seconds;
+        f.push(Figure::new(
+            "pipeline's produce to the broker (every topic it wrote)",
+            produce,
+            "records/s",
+        ));
+        f.push(Figure::new(
+            "broker producing the same records again",
+            self.broker_produce_per_sec,
+            "records/s",
+        ));
+        f.push(Figure::new(
+            "pipeline's produce as a share of the broker's",
+            100.0 * produce / self.broker_produce_per_sec,
+            "%",
+        ));
+        f.push(Figure::new(
+            "pipeline's consume (every stage)",
+            consume,
+            "records/s",
+        ));
+        f.push(Figure::new(
+            "broker consuming the same records again",
+            self.broker_consume_per_sec,
+            "records/s",
+        ));
+        f.push(Figure::new(
+            "pipeline's consume as a share of the broker's",
+            100.0 * consume / self.broker_consume_per_sec,
+            "%",
+        ));
+        f.push(Figure::new(
+            "pipeline's ClickHouse rows (every table it wrote)",
+            self.pipeline_rows_per_sec,
+            "rows/s",
+        ));
+        f.push(Figure::new(
+            "clickhouse-client inserting the same rows",
+            self.clickhouse_insert_rows_per_sec,
+            "rows/s",
+        ));
+        f.push(Figure::new(
+            "pipeline's rows as a share of clickhouse-client's",
+            100.0 * self.pipeline_rows_per_sec / self.clickhouse_insert_rows_per_sec,
+            "%",
+        ));
+        for (role, mb) in &self.peak_rss_mb {
+            f.push(Figure::new(format!("peak RSS {role}"), *mb, "MB"));
+        }
+        f
+    }
+}
 
-    let tag = uuid::Uuid::new_v4().simple().to_string();
+/// Topics of the run, with their per-test names.
+fn bench_settings(settings: &Settings, tag: &str) -> Settings {
     let mut s = settings.clone();
     let t = &mut s.kafka.topics;
     for (topic, name) in [
@@ -47,97 +159,13 @@ pub async fn pipeline(settings: &Settings, events: usize) -> anyhow::Result<Pipe
     s.processors.group_prefix = format!("bench.{tag}.");
     s.loader.group_id = format!("bench.{tag}.loader");
     s.clickhouse.database = format!("bench_{tag}");
-    crate::topics::create_all(&s).await?;
-    secpipe_sinks::clickhouse::migrate(&s.clickhouse).await?;
+    s
+}
 
-    let token = uuid::Uuid::new_v4().simple().to_string();
-    let dir = std::env::temp_dir().join(format!("secpipe-bench-{tag}"));
-    std::fs::create_dir_all(&dir)?;
-    let config = dir.join("secpipe.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[gateway.tokens]]\nname = \"bench\"\nsha256 = \"{}\"\n",
-            hash_token(&token)
-        ),
-    )?;
-    let gw_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let gw_addr = gw_listener.local_addr()?;
-    drop(gw_listener);
-    let t = &s.kafka.topics;
-    let mut env: Vec<(String, String)> = vec![
-        ("KAFKA__BROKERS".into(), s.kafka.brokers.clone()),
-        ("OPS__LISTEN".into(), "127.0.0.1:0".into()),
-        ("GATEWAY__LISTEN".into(), gw_addr.to_string()),
-        ("GATEWAY__RATE_LIMIT_PER_TOKEN".into(), "0".into()),
-        ("GATEWAY__REDACTION_KEY".into(), "bench".into()),
-        ("CLICKHOUSE__DATABASE".into(), s.clickhouse.database.clone()),
-        ("LOADER__GROUP_ID".into(), s.loader.group_id.clone()),
-        (
-            "PROCESSORS__CHANGELOG_PREFIX".into(),
-            s.processors.changelog_prefix.clone(),
-        ),
-        (
-            "PROCESSORS__GROUP_PREFIX".into(),
-            s.processors.group_prefix.clone(),
-        ),
-    ];
-    for (k, v) in [
-        ("SCAN_RESULTS", &t.scan_results),
-        ("FINDINGS", &t.findings),
-        ("SCAN_FAILURES", &t.scan_failures),
-        ("TELEMETRY", &t.telemetry),
-        ("ADMIN_EVENTS", &t.admin_events),
-        ("SCAN_ROLLUPS", &t.scan_rollups),
-        ("REPO_STATUS", &t.repo_status),
-        ("TELEMETRY_CLEAN", &t.telemetry_clean),
-        ("HEARTBEAT_ROLLUPS", &t.heartbeat_rollups),
-        ("ALERTS", &t.alerts),
-        ("DEAD_LETTER", &t.dead_letter),
-    ] {
-        env.push((format!("KAFKA__TOPICS__{k}"), v.clone()));
-    }
-    let exe = std::env::current_exe()?;
-    let roles: [(&str, &[&str]); 5] = [
-        ("gateway", &["gateway"]),
-        ("process telemetry", &["process", "telemetry"]),
-        ("process scan-results", &["process", "scan-results"]),
-        ("process admin-events", &["process", "admin-events"]),
-        ("sink clickhouse", &["sink", "clickhouse"]),
-    ];
-    let mut children = Vec::new();
-    for (name, args) in roles {
-        let child = std::process::Command::new(&exe)
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (format!("SECPIPE__{k}"), v)))
-            .env("RUST_LOG", "error")
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
-        children.push((name, child));
-    }
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(16)
-        .build()?;
-    let base = format!("http://{gw_addr}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "gateway did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // Consumers join their groups (about 3 s) before the clock starts.
-    tokio::time::sleep(Duration::from_secs(8)).await;
-
-    eprintln!("pipeline: {events} reference-mix events through the gateway");
-    let mut all: Vec<_> = sample::reference_mix(57, 16, 8).take(events).collect();
-    let shift = secpipe_schemas::now_micros() - all.last().map_or(0, |e| e.envelope().event_time);
-    for (i, e) in all.iter_mut().enumerate() {
-        e.envelope_mut().event_time += shift;
-        e.envelope_mut().event_id = format!("{tag}-{i}");
-    }
-    let bodies: Vec<bytes::Bytes> = all
-        .chunks(500)
+/// NDJSON bodies of `events`, `batch` per body.
+fn ndjson(events: &[TelemetryEvent], batch: usize) -> Vec<bytes::Bytes> {
+    events
+        .chunks(batch)
         .map(|c| {
             let mut b = Vec::with_capacity(c.len() * 700);
             for e in c {
@@ -146,108 +174,258 @@ pub async fn pipeline(settings: &Settings, events: usize) -> anyhow::Result<Pipe
             }
             bytes::Bytes::from(b)
         })
-        .collect();
-    let queue = Arc::new(Mutex::new(bodies.into_iter()));
+        .collect()
+}
+
+/// Posts `bodies` with 8 requests in flight; with `rate`, paced to that many events per second.
+async fn load(
+    http: &reqwest::Client,
+    url: String,
+    token: &str,
+    bodies: Vec<bytes::Bytes>,
+    per_body: usize,
+    rate: Option<f64>,
+) -> Vec<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let queue = Arc::new(Mutex::new(bodies.into_iter().enumerate()));
     let started = Instant::now();
-    let mut senders = Vec::new();
-    for _ in 0..8 {
-        let (queue, http, url, token) = (
-            queue.clone(),
-            http.clone(),
-            format!("{base}/v1/telemetry"),
-            token.clone(),
+    (0..8)
+        .map(|_| {
+            let (queue, http, url, token) =
+                (queue.clone(), http.clone(), url.clone(), token.to_string());
+            tokio::spawn(async move {
+                loop {
+                    let Some((i, body)) = queue.lock().await.next() else {
+                        break;
+                    };
+                    if let Some(rate) = rate {
+                        let due =
+                            started + Duration::from_secs_f64(i as f64 * per_body as f64 / rate);
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    let r = http
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .body(body)
+                        .send()
+                        .await?;
+                    anyhow::ensure!(r.status().is_success(), "telemetry batch: {}", r.status());
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect()
+}
+
+/// Sum of the committed offsets of `group` on `topic`, and the topic's end offsets.
+fn committed_and_end(
+    s: &Settings,
+    watcher: &BaseConsumer,
+    group: &str,
+    topic: &str,
+) -> anyhow::Result<(i64, i64)> {
+    let c: BaseConsumer = s
+        .kafka
+        .client_config("bench-watch")
+        .set("group.id", group)
+        .create()?;
+    let md = watcher.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut tpl = TopicPartitionList::new();
+    let mut high = 0;
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition(topic, p.id());
+        high += watcher
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))?
+            .1;
+    }
+    let committed: i64 = c
+        .committed_offsets(tpl, Duration::from_secs(10))?
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum();
+    Ok((committed, high))
+}
+
+/// The end offset of each partition of `topic`.
+fn end_offsets(watcher: &BaseConsumer, topic: &str) -> anyhow::Result<HashMap<i32, i64>> {
+    let md = watcher.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut ends = HashMap::new();
+    for p in md.topics()[0].partitions() {
+        ends.insert(
+            p.id(),
+            watcher
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))?
+                .1,
         );
-        senders.push(tokio::spawn(async move {
-            loop {
-                let Some(body) = queue.lock().await.next() else {
-                    break;
-                };
-                let r = http
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .body(body)
-                    .send()
-                    .await?;
-                anyhow::ensure!(r.status().is_success(), "telemetry batch: {}", r.status());
+    }
+    Ok(ends)
+}
+
+/// The records of `topic` below `ends` (per partition): (key, payload).
+fn read_topic(
+    s: &Settings,
+    topic: &str,
+    ends: &HashMap<i32, i64>,
+) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let c: BaseConsumer = s
+        .kafka
+        .client_config("bench-reader")
+        .set("group.id", format!("bench-reader-{}", uuid::Uuid::new_v4()))
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    let mut left = 0;
+    for (&p, &end) in ends {
+        if end > 0 {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+            left += 1;
+        }
+    }
+    c.assign(&tpl)?;
+    let mut out = Vec::new();
+    let mut done = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while done.len() < left && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(500)) {
+            let end = ends.get(&m.partition()).copied().unwrap_or(0);
+            if m.offset() < end {
+                out.push((
+                    m.key().unwrap_or_default().to_vec(),
+                    m.payload().unwrap_or_default().to_vec(),
+                ));
             }
-            anyhow::Ok(())
-        }));
+            if m.offset() + 1 >= end {
+                done.insert(m.partition());
+            }
+        }
     }
-    // Latency probes: a scan report every 50 ms while the load runs.
+    anyhow::ensure!(done.len() == left, "reading {topic} back timed out");
+    Ok(out)
+}
+
+fn percentiles(what: &str, mut ms: Vec<f64>) -> Latency {
+    ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        ms.get(((ms.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    Latency {
+        what: what.to_string(),
+        samples: ms.len(),
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+    }
+}
+
+/// The whole pipeline; see the module docs. `paced_rate` 0 = half the phase-1 rate.
+pub async fn pipeline(
+    settings: &Settings,
+    events: usize,
+    paced_rate: f64,
+    paced_secs: u64,
+) -> anyhow::Result<PipelineFigures> {
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let s = bench_settings(settings, &tag);
+    crate::topics::create_all(&s).await?;
+    secpipe_sinks::clickhouse::migrate(&s.clickhouse).await?;
+
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let gw_addr = free_addr()?;
+    let mut roles = RoleProcesses::new(&s, &tag, &token, gw_addr)?;
+    for (name, args) in [
+        ("gateway", &["gateway"][..]),
+        ("process telemetry", &["process", "telemetry"]),
+        ("process scan-results", &["process", "scan-results"]),
+        ("process admin-events", &["process", "admin-events"]),
+        ("sink clickhouse", &["sink", "clickhouse"]),
+    ] {
+        roles.spawn(name, args)?;
+    }
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(16)
+        .build()?;
+    let base = format!("http://{gw_addr}");
+    wait_for_gateway(&http, &base).await?;
     let client = s.clickhouse.client();
-    let mut acked: Vec<(String, Instant)> = Vec::new();
-    let mut seen: std::collections::HashMap<String, Instant> = Default::default();
-    let mut probe = 0;
-    while senders.iter().any(|h| !h.is_finished()) || probe < 40 {
-        let id = format!("{tag}-probe-{probe}");
-        probe += 1;
-        let r = http
-            .post(format!("{base}/track"))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({"id": id, "repo_context": {"repositoryName": "bench"}}))
-            .send()
+
+    // Warm-up: one scan summary through every stage, so consumers have joined their groups
+    // before the clock starts.
+    let warm = format!("{tag}-warm");
+    let r = http
+        .post(format!("{base}/track"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"id": warm, "repo_context": {"repositoryName": "bench"}}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        r.status().is_success(),
+        "warm-up scan refused: {}",
+        r.status()
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let n: u64 = client
+            .query("SELECT count() FROM scan_results WHERE scan_id = ?")
+            .bind(&warm)
+            .fetch_one()
             .await?;
-        if r.status().is_success() {
-            acked.push((id, Instant::now()));
+        if n > 0 {
+            break;
         }
-        let visible: Vec<String> = client
-            .query("SELECT scan_id FROM scan_results WHERE startsWith(scan_id, ?)")
-            .bind(format!("{tag}-probe-"))
-            .fetch_all()
-            .await?;
-        let now = Instant::now();
-        for v in visible {
-            seen.entry(v).or_insert(now);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "warm-up scan never reached ClickHouse"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // Phase 1: throughput.
+    eprintln!("pipeline: {events} reference-mix events through the gateway");
+    let stamp = |evs: &mut Vec<TelemetryEvent>, prefix: &str| {
+        let shift =
+            secpipe_schemas::now_micros() - evs.last().map_or(0, |e| e.envelope().event_time);
+        for (i, e) in evs.iter_mut().enumerate() {
+            e.envelope_mut().event_time += shift;
+            e.envelope_mut().event_id = format!("{prefix}-{i}");
+        }
+    };
+    let mut all: Vec<TelemetryEvent> = sample::reference_mix(57, 16, 8).take(events).collect();
+    stamp(&mut all, &format!("{tag}-load"));
+    let started = Instant::now();
+    let senders = load(
+        &http,
+        format!("{base}/v1/telemetry"),
+        &token,
+        ndjson(&all, 500),
+        500,
+        None,
+    )
+    .await;
     for h in senders {
         h.await??;
     }
-    // Done when every stage has committed everything it was given.
     let watcher: BaseConsumer = s.kafka.client_config("bench-watch").create()?;
+    let t = &s.kafka.topics;
+    let loader = |table: &str| format!("{}.{table}", s.loader.group_id);
+    // (group, topic): every stage of the telemetry path.
     let stages = [
         (
             format!("{}telemetry", s.processors.group_prefix),
-            s.kafka.topics.telemetry.clone(),
+            t.telemetry.clone(),
         ),
-        (
-            format!("{}.telemetry_events", s.loader.group_id),
-            s.kafka.topics.telemetry_clean.clone(),
-        ),
-        (
-            format!("{}.heartbeat_rollups", s.loader.group_id),
-            s.kafka.topics.heartbeat_rollups.clone(),
-        ),
+        (loader("telemetry_events"), t.telemetry_clean.clone()),
+        (loader("heartbeat_rollups"), t.heartbeat_rollups.clone()),
+        (loader("alerts"), t.alerts.clone()),
     ];
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let mut done = true;
         for (group, topic) in &stages {
-            let c: BaseConsumer = s
-                .kafka
-                .client_config("bench-watch")
-                .set("group.id", group)
-                .create()?;
-            let md = watcher.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-            let mut tpl = rdkafka::TopicPartitionList::new();
-            let mut high = 0;
-            for p in md.topics()[0].partitions() {
-                tpl.add_partition(topic, p.id());
-                high += watcher
-                    .fetch_watermarks(topic, p.id(), Duration::from_secs(10))?
-                    .1;
-            }
-            let committed: i64 = c
-                .committed_offsets(tpl, Duration::from_secs(10))?
-                .elements()
-                .iter()
-                .map(|e| match e.offset() {
-                    rdkafka::Offset::Offset(o) => o,
-                    _ => 0,
-                })
-                .sum();
-            done &= committed >= high;
+            let (committed, end) = committed_and_end(&s, &watcher, group, topic)?;
+            done &= committed >= end;
         }
         if done {
             break;
@@ -259,69 +437,212 @@ pub async fn pipeline(settings: &Settings, events: usize) -> anyhow::Result<Pipe
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
-    // Remaining probes.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while seen.len() < acked.len() && Instant::now() < deadline {
-        let visible: Vec<String> = client
-            .query("SELECT scan_id FROM scan_results WHERE startsWith(scan_id, ?)")
-            .bind(format!("{tag}-probe-"))
-            .fetch_all()
+    let events_per_sec = events as f64 / seconds;
+    eprintln!("phase 1: {events_per_sec:.0} events/s end to end");
+
+    // What phase 1 wrote: records per topic (the probes of phase 2 are not in it) and rows.
+    let mut written_topics: Vec<String> = vec![
+        t.telemetry.clone(),
+        t.telemetry_clean.clone(),
+        t.heartbeat_rollups.clone(),
+        t.alerts.clone(),
+    ];
+    for p in ["telemetry", "scan-results", "admin-events"] {
+        written_topics.push(format!("{}{p}", s.processors.changelog_prefix));
+    }
+    let mut records_produced = 0u64;
+    let mut records_consumed = 0u64;
+    let mut phase1_ends = Vec::new();
+    for topic in &written_topics {
+        let ends = end_offsets(&watcher, topic)?;
+        let n: i64 = ends.values().sum();
+        phase1_ends.push((topic.clone(), ends));
+        records_produced += n as u64;
+        // Every topic but the changelogs is read by one stage.
+        if !topic.starts_with(&s.processors.changelog_prefix) {
+            records_consumed += n as u64;
+        }
+    }
+    let tables = [
+        "telemetry_events",
+        "host_packages",
+        "heartbeat_rollups",
+        "alerts",
+    ];
+    let mut rows = Vec::new();
+    let mut rows_total = 0u64;
+    for table in tables {
+        let n: u64 = client
+            .query(&format!("SELECT count() FROM {table}"))
+            .fetch_one()
             .await?;
+        rows_total += n;
+        rows.push((table.to_string(), n));
+    }
+    let pipeline_rows_per_sec = rows_total as f64 / seconds;
+
+    // Phase 2: latency at a paced rate, with probes.
+    let paced_rate = if paced_rate > 0.0 {
+        paced_rate
+    } else {
+        events_per_sec / 2.0
+    };
+    let paced_events = (paced_rate * paced_secs as f64) as usize;
+    eprintln!("phase 2: {paced_events} events at {paced_rate:.0} events/s with probes");
+    let mut paced: Vec<TelemetryEvent> = sample::reference_mix(58, 16, 8)
+        .take(paced_events)
+        .collect();
+    stamp(&mut paced, &format!("{tag}-paced"));
+    let templates: Vec<TelemetryEvent> = TelemetryKind::ALL
+        .iter()
+        .filter(|k| **k != TelemetryKind::Heartbeat)
+        .filter_map(|k| {
+            sample::reference_mix(59, 16, 8)
+                .take(5_000)
+                .find(|e| e.kind() == *k)
+        })
+        .collect();
+    let senders = load(
+        &http,
+        format!("{base}/v1/telemetry"),
+        &token,
+        ndjson(&paced, 100),
+        100,
+        Some(paced_rate),
+    )
+    .await;
+    let mut acked: HashMap<String, (String, Instant)> = HashMap::new();
+    let mut seen: HashMap<String, Instant> = HashMap::new();
+    let mut round = 0usize;
+    let poll = |prefix: String| {
+        let client = client.clone();
+        async move {
+            let mut ids: Vec<String> = client
+                .query("SELECT event_id FROM telemetry_events WHERE startsWith(event_id, ?)")
+                .bind(&prefix)
+                .fetch_all()
+                .await?;
+            let scans: Vec<String> = client
+                .query("SELECT scan_id FROM scan_results WHERE startsWith(scan_id, ?)")
+                .bind(&prefix)
+                .fetch_all()
+                .await?;
+            ids.extend(scans);
+            anyhow::Ok(ids)
+        }
+    };
+    let prefix = format!("{tag}-probe-");
+    while senders.iter().any(|h| !h.is_finished()) {
+        let mut probes = templates.clone();
+        let mut body = Vec::new();
+        for (i, e) in probes.iter_mut().enumerate() {
+            let env = e.envelope_mut();
+            env.event_id = format!("{prefix}{round}-{i}");
+            env.event_time = secpipe_schemas::now_micros();
+            // A process of its own: no per-process dedupe or rate limit applies to a probe.
+            env.pid = 3_000_000 + (round * 32 + i) as i64;
+            serde_json::to_writer(&mut body, e)?;
+            body.push(b'\n');
+        }
+        let r = http
+            .post(format!("{base}/v1/telemetry"))
+            .bearer_auth(&token)
+            .body(body)
+            .send()
+            .await?;
+        let now = Instant::now();
+        if r.status().is_success() {
+            for e in &probes {
+                acked.insert(
+                    e.envelope().event_id.clone(),
+                    (e.kind().as_str().to_string(), now),
+                );
+            }
+        }
+        let scan = format!("{prefix}scan-{round}");
+        let r = http
+            .post(format!("{base}/track"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"id": scan, "repo_context": {"repositoryName": "bench"}}))
+            .send()
+            .await?;
+        if r.status().is_success() {
+            acked.insert(scan, ("scan".into(), Instant::now()));
+        }
+        round += 1;
+        let visible = poll(prefix.clone()).await?;
+        let now = Instant::now();
+        for v in visible {
+            seen.entry(v).or_insert(now);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for h in senders {
+        h.await??;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < acked.len() && Instant::now() < deadline {
+        let visible = poll(prefix.clone()).await?;
         let now = Instant::now();
         for v in visible {
             seen.entry(v).or_insert(now);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut lat: Vec<f64> = acked
-        .iter()
-        .filter_map(|(id, at)| {
-            seen.get(id)
-                .map(|v| v.saturating_duration_since(*at).as_secs_f64() * 1e3)
-        })
-        .collect();
-    lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
-    let mut peak_rss_mb = Vec::new();
-    for (name, child) in &mut children {
-        peak_rss_mb.push((
-            name.to_string(),
-            peak_rss_kb(child.id()).unwrap_or(0) as f64 / 1024.0,
-        ));
-        let _ = std::process::Command::new("kill")
-            .arg(child.id().to_string())
-            .status();
-        let _ = child.wait();
+    let mut by_kind: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for (id, (kind, at)) in &acked {
+        if let Some(v) = seen.get(id) {
+            by_kind
+                .entry(kind.clone())
+                .or_default()
+                .push(v.saturating_duration_since(*at).as_secs_f64() * 1e3);
+        }
     }
+    let telemetry_all: Vec<f64> = by_kind
+        .iter()
+        .filter(|(k, _)| k.as_str() != "scan")
+        .flat_map(|(_, v)| v.iter().copied())
+        .collect();
+    let mut latency = vec![percentiles("telemetry, every type", telemetry_all)];
+    for (kind, ms) in &by_kind {
+        if kind != "scan" {
+            latency.push(percentiles(&format!("telemetry {kind}"), ms.clone()));
+        }
+    }
+    if let Some(ms) = by_kind.get("scan") {
+        latency.push(percentiles("scan summary (/track)", ms.clone()));
+    }
+    let peak_rss_mb = roles.stop();
 
-    // The limits, measured now on the same machine: raw broker produce and consume of
-    // 600-byte records, and ClickHouse's raw insert of the rows the pipeline loaded.
+    // The limits, on the same data: the records phase 1 wrote, produced and consumed again.
+    let mut records: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for (topic, ends) in &phase1_ends {
+        records.extend(read_topic(&s, topic, ends)?);
+    }
+    let bytes_produced: u64 = records
+        .iter()
+        .map(|(k, p)| (k.len() + p.len()) as u64)
+        .sum();
     let raw_topic = format!("bench.{tag}.raw");
     let mut raw_settings = s.clone();
     raw_settings.kafka.topics.dead_letter = raw_topic.clone();
     crate::topics::create_all(&raw_settings).await?;
     let producer = EventProducer::new(&s.kafka, "bench-raw")?;
-    let payload = vec![7u8; 600];
-    let keys: Vec<String> = (0..200_000).map(|i| format!("k{}", i % 1024)).collect();
     let t0 = Instant::now();
-    for chunk in keys.chunks(10_000) {
+    for chunk in records.chunks(10_000) {
         let out: Vec<OutRecord<'_>> = chunk
             .iter()
-            .map(|k| OutRecord {
+            .map(|(k, p)| OutRecord {
                 topic: &raw_topic,
-                key: k.as_bytes(),
-                payload: &payload,
+                key: k,
+                payload: p,
                 headers: &[],
                 partition: None,
             })
             .collect();
         producer.send_all(&out).await?;
     }
-    let broker_produce_per_sec = keys.len() as f64 / t0.elapsed().as_secs_f64();
+    let broker_produce_per_sec = records.len() as f64 / t0.elapsed().as_secs_f64();
     let reader: BaseConsumer = s
         .kafka
         .client_config("bench-raw-read")
@@ -332,38 +653,45 @@ pub async fn pipeline(settings: &Settings, events: usize) -> anyhow::Result<Pipe
     reader.subscribe(&[&raw_topic])?;
     let t0 = Instant::now();
     let mut read = 0usize;
+    let want = records_consumed.min(records.len() as u64) as usize;
     let deadline = Instant::now() + Duration::from_secs(300);
-    while read < keys.len() && Instant::now() < deadline {
+    while read < want && Instant::now() < deadline {
         if let Some(Ok(_)) = reader.poll(Duration::from_millis(100)) {
             read += 1;
         }
     }
     let broker_consume_per_sec = read as f64 / t0.elapsed().as_secs_f64();
-    let rows: u64 = client
-        .query("SELECT count() FROM telemetry_events")
-        .fetch_one()
-        .await?;
-    let file = dir.join("telemetry_events.rowbinary");
+
+    // Every row the pipeline wrote, inserted again by clickhouse-client from RowBinary files.
+    let dir = std::env::temp_dir().join(format!("secpipe-bench-rows-{tag}"));
+    std::fs::create_dir_all(&dir)?;
     let ch = |query: &str, stdin: Option<&std::path::Path>, stdout: Option<&std::path::Path>| {
         clickhouse_client(&s, query, stdin, stdout)
     };
-    ch(
-        "SELECT * FROM telemetry_events FORMAT RowBinary",
-        None,
-        Some(&file),
-    )?;
-    ch(
-        "CREATE TABLE telemetry_events_copy AS telemetry_events",
-        None,
-        None,
-    )?;
-    let t0 = Instant::now();
-    ch(
-        "INSERT INTO telemetry_events_copy FORMAT RowBinary",
-        Some(&file),
-        None,
-    )?;
-    let clickhouse_insert_rows_per_sec = rows as f64 / t0.elapsed().as_secs_f64();
+    let mut insert_secs = 0.0;
+    let mut insert_rows = 0u64;
+    for (table, n) in &rows {
+        if *n == 0 {
+            continue;
+        }
+        let file = dir.join(format!("{table}.rowbinary"));
+        // Phase 1's rows only: the paced phase and the probes came later.
+        ch(
+            &format!("SELECT * FROM {table} LIMIT {n} FORMAT RowBinary"),
+            None,
+            Some(&file),
+        )?;
+        ch(&format!("CREATE TABLE {table}_copy AS {table}"), None, None)?;
+        let t0 = Instant::now();
+        ch(
+            &format!("INSERT INTO {table}_copy FORMAT RowBinary"),
+            Some(&file),
+            None,
+        )?;
+        insert_secs += t0.elapsed().as_secs_f64();
+        insert_rows += n;
+    }
+    let clickhouse_insert_rows_per_sec = insert_rows as f64 / insert_secs.max(1e-9);
     let _ = std::fs::remove_dir_all(&dir);
     s.clickhouse
         .server_client()
@@ -376,13 +704,17 @@ pub async fn pipeline(settings: &Settings, events: usize) -> anyhow::Result<Pipe
     Ok(PipelineFigures {
         events,
         seconds,
-        events_per_sec: events as f64 / seconds,
-        latency_samples: lat.len(),
-        p50_ms: pct(0.5),
-        p99_ms: pct(0.99),
+        events_per_sec,
+        paced_rate,
+        latency,
+        rows,
         peak_rss_mb,
+        records_produced,
+        bytes_produced,
+        records_consumed,
         broker_produce_per_sec,
         broker_consume_per_sec,
+        pipeline_rows_per_sec,
         clickhouse_insert_rows_per_sec,
     })
 }

@@ -19,9 +19,39 @@ pub struct ProcessorFigures {
     pub changelog_records: i64,
 }
 
+impl Figures for ProcessorFigures {
+    fn figures(&self) -> Vec<Figure> {
+        vec![
+            Figure::new(
+                "telemetry processor, one instance, over a backlog",
+                self.events_per_sec,
+                "events/s",
+            ),
+            Figure::new(
+                "input acknowledged -> output received by a consumer, p50",
+                self.p50_ms,
+                "ms",
+            ),
+            Figure::new(
+                "input acknowledged -> output received by a consumer, p99",
+                self.p99_ms,
+                "ms",
+            ),
+            Figure::new("peak RSS", self.peak_rss_mb, "MB"),
+            Figure::new(
+                "restore of every partition by a fresh instance (summed)",
+                self.restore_secs,
+                "s",
+            ),
+        ]
+    }
+}
+
 /// The telemetry processor as its own process (`secpipe process telemetry`) on fresh topics:
-/// throughput over a backlog of `events` reference-mix events, then end-to-end latency (input
-/// append to output append) at `rate` events/s for `seconds`, and the process's peak RSS.
+/// throughput over a backlog of `events` reference-mix events, then end-to-end latency at `rate`
+/// events/s for `seconds` (from the broker's acknowledgement of the input record to the moment a
+/// consumer of the output topic receives its output, both on this process's clock), and the
+/// process's peak RSS.
 pub async fn processor(
     settings: &Settings,
     events: usize,
@@ -170,6 +200,8 @@ pub async fn processor(
             })
             .collect()
     };
+    let watch = OutputWatch::start(&s, &s.kafka.topics.telemetry_clean)?;
+    let mut acked_at: std::collections::HashMap<String, Instant> = Default::default();
     let tick = Duration::from_millis(100);
     let per_tick = (rate / 10).max(1);
     let started = Instant::now();
@@ -185,6 +217,10 @@ pub async fn processor(
             })
             .collect();
         producer.send_all(&out).await?;
+        let now = Instant::now();
+        for (_, _, id) in chunk {
+            acked_at.insert(id.clone(), now);
+        }
         tokio::time::sleep_until((started + tick * (i as u32 + 1)).into()).await;
     }
     let target = total + steady.len() as i64;
@@ -206,18 +242,20 @@ pub async fn processor(
     // Restore: a fresh instance takes over every partition from the changelog.
     let restore = restore_phase(&s, &env).await?;
 
-    let latencies = append_latencies(
-        &s,
-        &codec,
-        &s.kafka.topics.telemetry,
-        &s.kafka.topics.telemetry_clean,
-    )?;
-    let mut lat = latencies;
-    lat.sort_unstable();
+    let received = watch.stop();
+    let mut lat: Vec<f64> = received
+        .iter()
+        .filter_map(|(id, got)| {
+            acked_at
+                .get(id)
+                .map(|ack| got.saturating_duration_since(*ack).as_secs_f64() * 1e3)
+        })
+        .collect();
+    lat.sort_by(f64::total_cmp);
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
             .copied()
-            .unwrap_or(0) as f64
+            .unwrap_or(0.0)
     };
     Ok(ProcessorFigures {
         events: measured,
@@ -299,55 +337,54 @@ async fn restore_phase(
     result
 }
 
-/// Milliseconds between each latency-phase event's append to `input` and its append to `output`.
-fn append_latencies(
-    s: &Settings,
-    codec: &secpipe_schemas::telemetry::TelemetryCodec,
-    input: &str,
-    output: &str,
-) -> anyhow::Result<Vec<i64>> {
-    use rdkafka::{
-        consumer::{BaseConsumer, Consumer},
-        Message, Offset, TopicPartitionList,
-    };
-    let read = |topic: &str| -> anyhow::Result<std::collections::HashMap<String, i64>> {
+/// A consumer of an output topic, from its end, noting when each latency-phase event (`lat-`
+/// ids) arrives.
+struct OutputWatch {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<std::collections::HashMap<String, Instant>>,
+}
+
+impl OutputWatch {
+    fn start(s: &Settings, topic: &str) -> anyhow::Result<Self> {
+        let codec = secpipe_schemas::telemetry::TelemetryCodec::new()?;
+        use rdkafka::{
+            consumer::{BaseConsumer, Consumer},
+            Message, Offset, TopicPartitionList,
+        };
         let c: BaseConsumer = s
             .kafka
-            .client_config("bench-reader")
-            .set("group.id", format!("bench-reader-{}", uuid::Uuid::new_v4()))
-            .set("enable.partition.eof", "true")
+            .client_config("bench-watch-output")
+            .set("group.id", format!("bench-watch-{}", uuid::Uuid::new_v4()))
+            .set("fetch.wait.max.ms", "10")
             .create()?;
         let md = c.fetch_metadata(Some(topic), Duration::from_secs(10))?;
         let mut tpl = TopicPartitionList::new();
         for p in md.topics()[0].partitions() {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+            tpl.add_partition_offset(topic, p.id(), Offset::End)?;
         }
-        let parts = md.topics()[0].partitions().len();
         c.assign(&tpl)?;
-        let mut out = std::collections::HashMap::new();
-        let mut eofs = 0;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while eofs < parts && Instant::now() < deadline {
-            match c.poll(Duration::from_millis(500)) {
-                Some(Ok(m)) => {
-                    let Some(payload) = m.payload() else { continue };
-                    if let Ok(ev) = codec.decode(payload) {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seen = std::collections::HashMap::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
+                    let now = Instant::now();
+                    if let Some(ev) = m.payload().and_then(|p| codec.decode(p).ok()) {
                         let id = &ev.envelope().event_id;
                         if id.starts_with("lat-") {
-                            out.insert(id.clone(), m.timestamp().to_millis().unwrap_or(0));
+                            seen.entry(id.clone()).or_insert(now);
                         }
                     }
                 }
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => eofs += 1,
-                _ => {}
             }
-        }
-        Ok(out)
-    };
-    let appended = read(input)?;
-    let emitted = read(output)?;
-    Ok(emitted
-        .iter()
-        .filter_map(|(id, out_ts)| appended.get(id).map(|in_ts| out_ts - in_ts))
-        .collect())
+            seen
+        });
+        Ok(Self { stop, thread })
+    }
+
+    fn stop(self) -> std::collections::HashMap<String, Instant> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
 }
