@@ -184,28 +184,6 @@ where
     Ok(all)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn medians_of_odd_and_even_counts() {
-        assert_eq!(min_median_max(&[3.0, 1.0, 2.0]), (1.0, 2.0, 3.0));
-        assert_eq!(min_median_max(&[4.0, 1.0, 2.0, 3.0]), (1.0, 2.5, 4.0));
-        assert_eq!(min_median_max(&[]), (0.0, 0.0, 0.0));
-    }
-
-    #[test]
-    fn the_summary_names_each_figure_with_its_spread() {
-        let run = |v| vec![Figure::new("rate", v, "events/s")];
-        let lines = summarize(&[run(100.0), run(300.0), run(200.0)]);
-        assert_eq!(
-            lines,
-            vec!["rate: median 200 events/s (min 100, max 300; 3 runs)".to_string()]
-        );
-    }
-}
-
 /// secpipe roles started as child processes of a bench (`secpipe gateway`, `secpipe process
 /// ...`, `secpipe sink ...`), configured for the bench's topics, groups and database, with one
 /// producer token.
@@ -328,4 +306,26 @@ pub(crate) async fn wait_for_gateway(http: &reqwest::Client, base: &str) -> anyh
 pub(crate) fn free_addr() -> anyhow::Result<std::net::SocketAddr> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(min_median_max(&[3.0, 1.0, 2.0]), (1.0, 2.0, 3.0));
+        assert_eq!(min_median_max(&[4.0, 1.0, 2.0, 3.0]), (1.0, 2.5, 4.0));
+        assert_eq!(min_median_max(&[]), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn the_summary_names_each_figure_with_its_spread() {
+        let run = |v| vec![Figure::new("rate", v, "events/s")];
+        let lines = summarize(&[run(100.0), run(300.0), run(200.0)]);
+        assert_eq!(
+            lines,
+            vec!["rate: median 200 events/s (min 100, max 300; 3 runs)".to_string()]
+        );
+    }
 }
