@@ -76,8 +76,8 @@ async fn sarif_report_gives_one_summary_per_run_and_one_finding_per_result() {
         assert_eq!(f.scan_id, a.id);
         assert_eq!(
             key.as_deref(),
-            Some(&b"payments-api"[..]),
-            "keyed by repository"
+            Some(&b"git.example.com/pay/payments-api"[..]),
+            "keyed by the repository's normalised URI"
         );
     }
     gw.stop().await;
