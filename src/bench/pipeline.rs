@@ -512,26 +512,43 @@ pub async fn pipeline(
     )
     .await;
     let mut acked: HashMap<String, (String, Instant)> = HashMap::new();
-    let mut seen: HashMap<String, Instant> = HashMap::new();
-    let mut round = 0usize;
-    let poll = |prefix: String| {
-        let client = client.clone();
-        async move {
-            let mut ids: Vec<String> = client
-                .query("SELECT event_id FROM telemetry_events WHERE startsWith(event_id, ?)")
-                .bind(&prefix)
-                .fetch_all()
-                .await?;
-            let scans: Vec<String> = client
-                .query("SELECT scan_id FROM scan_results WHERE startsWith(scan_id, ?)")
-                .bind(&prefix)
-                .fetch_all()
-                .await?;
-            ids.extend(scans);
-            anyhow::Ok(ids)
-        }
-    };
     let prefix = format!("{tag}-probe-");
+    // A poller apart from the prober, every 25 ms, so visibility is seen to within a poll.
+    let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let polling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let poller = {
+        let (client, prefix, seen, polling) = (
+            client.clone(),
+            prefix.clone(),
+            seen.clone(),
+            polling.clone(),
+        );
+        tokio::spawn(async move {
+            while polling.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut ids: Vec<String> = client
+                    .query("SELECT event_id FROM telemetry_events WHERE startsWith(event_id, ?)")
+                    .bind(&prefix)
+                    .fetch_all()
+                    .await?;
+                let scans: Vec<String> = client
+                    .query("SELECT scan_id FROM scan_results WHERE startsWith(scan_id, ?)")
+                    .bind(&prefix)
+                    .fetch_all()
+                    .await?;
+                ids.extend(scans);
+                let now = Instant::now();
+                let mut seen = seen.lock().await;
+                for id in ids {
+                    seen.entry(id).or_insert(now);
+                }
+                drop(seen);
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            anyhow::Ok(())
+        })
+    };
+    let mut round = 0usize;
+    let mut next = Instant::now();
     while senders.iter().any(|h| !h.is_finished()) {
         let mut probes = templates.clone();
         let mut body = Vec::new();
@@ -570,25 +587,19 @@ pub async fn pipeline(
             acked.insert(scan, ("scan".into(), Instant::now()));
         }
         round += 1;
-        let visible = poll(prefix.clone()).await?;
-        let now = Instant::now();
-        for v in visible {
-            seen.entry(v).or_insert(now);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        next += Duration::from_millis(100);
+        tokio::time::sleep_until(next.into()).await;
     }
     for h in senders {
         h.await??;
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    while seen.len() < acked.len() && Instant::now() < deadline {
-        let visible = poll(prefix.clone()).await?;
-        let now = Instant::now();
-        for v in visible {
-            seen.entry(v).or_insert(now);
-        }
+    while seen.lock().await.len() < acked.len() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    polling.store(false, std::sync::atomic::Ordering::Relaxed);
+    poller.await??;
+    let seen = seen.lock().await.clone();
     let mut by_kind: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for (id, (kind, at)) in &acked {
         if let Some(v) = seen.get(id) {
