@@ -242,6 +242,7 @@ fn admin_event(
             repository: image.into(),
             tag: None,
             digest: None,
+            original: None,
         },
         reason: reason.into(),
         cluster: Some(cluster.into()),
@@ -251,6 +252,7 @@ fn admin_event(
         occurrences,
         version: occurrences,
         expires_at,
+        sources: vec!["cli".into()],
     }
 }
 

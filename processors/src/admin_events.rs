@@ -267,6 +267,7 @@ mod tests {
                     repository: "acme/api".into(),
                     tag: Some("1".into()),
                     digest: None,
+                    original: None,
                 },
                 reason: reason.into(),
                 source: "cli".into(),
