@@ -1,8 +1,9 @@
-//! Admin events from failed ad-hoc scans: failures with the same image, command, reason and
-//! cluster within a window become one [`AdminEvent`] with a stable id, first/last seen and an
-//! occurrence count. The event is re-emitted (version + 1) whenever its count grows, so the
-//! newest version always carries the right frequency; it expires `retention` after its last
-//! occurrence. A failure after the window has closed starts a new event.
+//! Admin events from failed ad-hoc scans: failures with the same normalised image, command,
+//! reason and cluster become one [`AdminEvent`] with a stable id, first/last seen, an occurrence
+//! count and every source. The event is re-emitted (version + 1) whenever its count grows, so the
+//! newest version always carries the right frequency. How long repeats keep folding is the
+//! [`DedupeMode`]: within a sliding window (`window`), or while the event lives (`merge`, as
+//! RHACS does). Readers expire an event `retention` after its last occurrence.
 //!
 //! A retried post of the same failure (same `failure_id`) counts once, as a retried `/track`
 //! does: the ids already counted are remembered while their event is, and at most `retention`
@@ -20,22 +21,42 @@ use crate::{
     StateStore,
 };
 
+/// How long repeats of a failure keep folding into the same admin event.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DedupeMode {
+    /// A repeat less than `dedupe_window_secs` after the previous occurrence (or before the
+    /// first) folds; one a full window or more later starts a new event. An event therefore
+    /// stands for one burst of failures.
+    #[default]
+    Window,
+    /// Every repeat folds into the event for as long as the event lives (less than
+    /// `retention_secs` after its last occurrence), as RHACS does: one event per image,
+    /// command, reason and cluster, counting every failure.
+    Merge,
+}
+
 /// Settings of the admin-events processor (section `[processors.admin_events]`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminEventsConfig {
-    /// Failures with the same values less than this many seconds after the previous one fold
-    /// into the same admin event; one exactly this many seconds later starts a new event.
-    /// Default 600.
+    /// `window` or `merge` (see [`DedupeMode`]). Default `window`.
+    pub dedupe_mode: DedupeMode,
+    /// Mode `window`: failures with the same values less than this many seconds after the
+    /// previous one fold into the same admin event; one exactly this many seconds later (or
+    /// more) starts a new event. Unused in mode `merge`. Default 600.
     pub dedupe_window_secs: u64,
-    /// Admin events expire this many seconds after their last occurrence. Default 345600
-    /// (4 days).
+    /// Admin events expire this many seconds after their last occurrence. The gateway and the
+    /// pruning job read it at every query unless an administrator changed it at run time
+    /// (`PUT /v1/admin-events/settings`); this processor forgets an event's dedupe state after
+    /// it. Default 345600 (4 days).
     pub retention_secs: u64,
 }
 
 impl Default for AdminEventsConfig {
     fn default() -> Self {
         Self {
+            dedupe_mode: DedupeMode::Window,
             dedupe_window_secs: 600,
             retention_secs: 4 * 24 * 3600,
         }
@@ -127,6 +148,28 @@ impl AdminEvents {
     fn window_micros(&self) -> i64 {
         micros(self.cfg.dedupe_window_secs)
     }
+
+    /// Does a failure at `t` fold into `ev`? Times come from the request: saturating
+    /// arithmetic, so hostile ones cannot overflow.
+    fn folds(&self, ev: &AdminEvent, t: i64) -> bool {
+        match self.cfg.dedupe_mode {
+            DedupeMode::Window => {
+                let window = self.window_micros();
+                t > ev.first_seen.saturating_sub(window) && t < ev.last_seen.saturating_add(window)
+            }
+            DedupeMode::Merge => t < ev.last_seen.saturating_add(micros(self.cfg.retention_secs)),
+        }
+    }
+
+    /// How long after its last occurrence an event's state is kept.
+    fn keep_micros(&self) -> i64 {
+        let retention = micros(self.cfg.retention_secs);
+        match self.cfg.dedupe_mode {
+            // A failure up to a window late can still fold.
+            DedupeMode::Window => retention.min(self.window_micros().saturating_mul(2)),
+            DedupeMode::Merge => retention,
+        }
+    }
 }
 
 impl Processor for AdminEvents {
@@ -160,19 +203,22 @@ impl Processor for AdminEvents {
         }
         let t = failure.occurred_at;
         state.counted.insert(counted, t);
-        let window = self.window_micros();
         let retention = micros(self.cfg.retention_secs);
-        // Times come from the request: saturating arithmetic, so hostile ones cannot overflow.
+        let folds = state.events.get(&key).is_some_and(|ev| self.folds(ev, t));
         let event = match state.events.get_mut(&key) {
-            Some(ev)
-                if t > ev.first_seen.saturating_sub(window)
-                    && t < ev.last_seen.saturating_add(window) =>
-            {
+            Some(ev) if folds => {
                 ev.occurrences = ev.occurrences.saturating_add(1);
                 ev.version = ev.version.saturating_add(1);
                 ev.first_seen = ev.first_seen.min(t);
+                if t >= ev.last_seen {
+                    ev.source = failure.source.clone();
+                }
                 ev.last_seen = ev.last_seen.max(t);
                 ev.expires_at = ev.last_seen.saturating_add(retention);
+                if !ev.sources.contains(&failure.source) {
+                    ev.sources.push(failure.source);
+                    ev.sources.sort();
+                }
                 out.counters.dedupe_hits += 1;
                 ev.clone()
             }
@@ -183,6 +229,7 @@ impl Processor for AdminEvents {
                     image: failure.image,
                     reason: failure.reason,
                     cluster: failure.cluster,
+                    sources: vec![failure.source.clone()],
                     source: failure.source,
                     first_seen: t,
                     last_seen: t,
@@ -233,13 +280,10 @@ impl Processor for AdminEvents {
     }
 
     fn tick(&mut self, state: &mut AdminEventsState, now_micros: i64, _out: &mut Outputs) {
-        // Forget events that expired: a later failure starts a new one anyway.
-        let window = self.window_micros();
+        // Forget events no failure can fold into any more: a later one starts a new event.
+        let keep = self.keep_micros();
         let AdminEventsState { events, counted } = state;
-        events.retain(|_, ev| {
-            ev.expires_at > now_micros
-                && ev.last_seen.saturating_add(window) > now_micros.saturating_sub(window)
-        });
+        events.retain(|_, ev| ev.last_seen.saturating_add(keep) > now_micros);
         // A failure id is remembered while its event is, and never longer than the retention,
         // so an event that keeps recurring does not grow the state without bound.
         let retention = micros(self.cfg.retention_secs);
@@ -256,13 +300,17 @@ mod tests {
     use secpipe_schemas::failures::Image;
 
     fn failure(t_secs: i64, reason: &str) -> Vec<u8> {
+        failure_of(t_secs, reason, "quay.io/acme/api:1", "cli")
+    }
+
+    fn failure_of(t_secs: i64, reason: &str, image: &str, source: &str) -> Vec<u8> {
         Codec::<ScanFailure>::new()
             .unwrap()
             .encode(&ScanFailure {
                 failure_id: format!("f{t_secs}"),
                 command: "image scan".into(),
                 image: Image {
-                    full_name: "quay.io/acme/api:1".into(),
+                    full_name: image.into(),
                     registry: Some("quay.io".into()),
                     repository: "acme/api".into(),
                     tag: Some("1".into()),
@@ -270,7 +318,7 @@ mod tests {
                     original: None,
                 },
                 reason: reason.into(),
-                source: "cli".into(),
+                source: source.into(),
                 cluster: Some("prod".into()),
                 occurred_at: t_secs * 1_000_000,
                 received_at: t_secs * 1_000_000,
@@ -312,11 +360,127 @@ mod tests {
     }
 
     fn processor(threshold: i64) -> AdminEvents {
+        processor_with(threshold, AdminEventsConfig::default())
+    }
+
+    fn processor_with(threshold: i64, cfg: AdminEventsConfig) -> AdminEvents {
         let rules = [AlertRule::AdminEventOccurrences {
             severity: "medium".into(),
             threshold,
         }];
-        AdminEvents::new(AdminEventsConfig::default(), "in", "out", "alerts", &rules).unwrap()
+        AdminEvents::new(cfg, "in", "out", "alerts", &rules).unwrap()
+    }
+
+    fn merging() -> AdminEvents {
+        processor_with(
+            10,
+            AdminEventsConfig {
+                dedupe_mode: DedupeMode::Merge,
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn merge_mode_folds_every_repeat_while_the_event_lives() {
+        let mut p = merging();
+        let mut state = AdminEventsState::default();
+        let day = 24 * 3600;
+        let events = run(
+            &mut p,
+            &mut state,
+            &[
+                failure(1000, "timeout"),
+                failure(1000 + 3600, "timeout"),
+                // Almost the whole retention after the previous one: still the same event.
+                failure(1000 + 3600 + 4 * day - 1, "timeout"),
+            ],
+        );
+        assert!(events.iter().all(|e| e.id == events[0].id), "one event");
+        assert_eq!((events[2].occurrences, events[2].version), (3, 3));
+        assert_eq!(events[2].first_seen, 1000 * 1_000_000);
+        // The same failures in window mode are three events.
+        let mut p = processor(10);
+        let mut state = AdminEventsState::default();
+        let windowed = run(
+            &mut p,
+            &mut state,
+            &[
+                failure(1000, "timeout"),
+                failure(1000 + 3600, "timeout"),
+                failure(1000 + 3600 + 4 * day - 1, "timeout"),
+            ],
+        );
+        assert_ne!(windowed[0].id, windowed[1].id);
+        assert_ne!(windowed[1].id, windowed[2].id);
+    }
+
+    #[test]
+    fn merge_mode_starts_a_new_event_once_the_old_one_expired() {
+        let mut p = merging();
+        let mut state = AdminEventsState::default();
+        let retention = 4 * 24 * 3600;
+        let events = run(
+            &mut p,
+            &mut state,
+            &[
+                failure(1000, "timeout"),
+                failure(1000 + retention, "timeout"),
+            ],
+        );
+        assert_ne!(events[1].id, events[0].id, "exactly one retention later");
+        assert_eq!(events[1].occurrences, 1);
+        // The state forgets it after the retention, not after two windows.
+        p.tick(
+            &mut state,
+            (1000 + retention + 3600) * 1_000_000,
+            &mut Outputs::default(),
+        );
+        assert_eq!(state.events.len(), 1, "the second event still lives");
+        p.tick(
+            &mut state,
+            (1000 + 2 * retention) * 1_000_000,
+            &mut Outputs::default(),
+        );
+        assert_eq!(state.live_keys(), 0);
+    }
+
+    #[test]
+    fn an_event_fed_by_cli_and_api_failures_reports_both_sources() {
+        let mut p = processor(10);
+        let mut state = AdminEventsState::default();
+        let img = "quay.io/acme/api:1";
+        let events = run(
+            &mut p,
+            &mut state,
+            &[
+                failure_of(1000, "timeout", img, "cli"),
+                failure_of(1010, "timeout", img, "api"),
+                failure_of(1020, "timeout", img, "cli"),
+            ],
+        );
+        let last = events.last().unwrap();
+        assert_eq!(last.sources, vec!["api".to_string(), "cli".to_string()]);
+        assert_eq!(last.source, "cli", "the most recent one");
+        assert_eq!(events[0].sources, vec!["cli".to_string()]);
+    }
+
+    #[test]
+    fn an_image_named_two_ways_is_one_event() {
+        let mut p = processor(10);
+        let mut state = AdminEventsState::default();
+        // v1 records carried the reference as given; v2 ones the normalised reference.
+        let events = run(
+            &mut p,
+            &mut state,
+            &[
+                failure_of(1000, "timeout", "nginx:1", "cli"),
+                failure_of(1010, "timeout", "docker.io/library/nginx:1", "api"),
+                failure_of(1020, "timeout", "index.docker.io/nginx:1", "api"),
+            ],
+        );
+        assert!(events.iter().all(|e| e.id == events[0].id));
+        assert_eq!(events[2].occurrences, 3);
     }
 
     #[test]
