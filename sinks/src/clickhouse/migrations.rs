@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "scan_results_origin",
         sql: include_str!("migrations/0006_scan_results_origin.sql"),
     },
+    Migration {
+        version: 7,
+        name: "admin_events_rhacs",
+        sql: include_str!("migrations/0007_admin_events_rhacs.sql"),
+    },
 ];
 
 #[derive(Debug, clickhouse::Row, Serialize, Deserialize)]
