@@ -34,7 +34,10 @@ pub async fn gateway_on(
         &settings.gateway,
         producer.clone(),
         settings.kafka.topics.clone(),
-        Some(&settings.clickhouse),
+        Some(gateway::AdminStore {
+            clickhouse: &settings.clickhouse,
+            retention_secs: settings.processors.admin_events.retention_secs,
+        }),
         async move { shutdown.wait().await },
     )
     .await?;
