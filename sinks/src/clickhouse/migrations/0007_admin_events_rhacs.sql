@@ -22,31 +22,32 @@ ORDER BY name;
 -- The view follows the run-time retention when one is set, else each version's own expiry.
 DROP TABLE IF EXISTS v_failed_scans;
 
+-- (Inner columns are prefixed: ClickHouse resolves the outer aliases in WHERE too.)
 CREATE VIEW IF NOT EXISTS v_failed_scans AS
 SELECT
-    image,
-    reason,
-    command,
+    e_image AS image,
+    e_reason AS reason,
+    e_command AS command,
     count() AS admin_events,
-    sum(occurrences) AS occurrences,
-    min(first_seen) AS first_seen,
-    max(last_seen) AS last_seen
+    sum(e_occurrences) AS occurrences,
+    min(e_first_seen) AS first_seen,
+    max(e_last_seen) AS last_seen
 FROM
 (
     SELECT
         id,
-        argMax(image, version) AS image,
-        argMax(reason, version) AS reason,
-        argMax(command, version) AS command,
-        argMax(occurrences, version) AS occurrences,
-        argMax(first_seen, version) AS first_seen,
-        argMax(last_seen, version) AS last_seen,
-        argMax(expires_at, version) AS expires_at
+        argMax(image, version) AS e_image,
+        argMax(reason, version) AS e_reason,
+        argMax(command, version) AS e_command,
+        argMax(occurrences, version) AS e_occurrences,
+        argMax(first_seen, version) AS e_first_seen,
+        argMax(last_seen, version) AS e_last_seen,
+        argMax(expires_at, version) AS e_expires_at
     FROM admin_events
     GROUP BY id
 )
 WHERE if(
     (SELECT argMax(value, changed_at_us) FROM admin_event_settings WHERE name = 'retention_secs') > 0,
-    toUInt64(last_seen) + (SELECT argMax(value, changed_at_us) FROM admin_event_settings WHERE name = 'retention_secs') > toUInt64(now()),
-    expires_at > now())
-GROUP BY image, reason, command;
+    toUInt64(e_last_seen) + (SELECT argMax(value, changed_at_us) FROM admin_event_settings WHERE name = 'retention_secs') > toUInt64(now()),
+    e_expires_at > now())
+GROUP BY e_image, e_reason, e_command;
