@@ -257,7 +257,7 @@ fn admin_event(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_scans_view_and_expiry_by_partition_drop_on_this_server() {
+async fn failed_scans_view_and_expiry_by_last_seen_and_retention_on_this_server() {
     let mut s = settings("expiry");
     fresh_database(&mut s).await;
     let now = now_micros();
