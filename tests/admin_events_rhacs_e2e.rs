@@ -133,7 +133,9 @@ fn rfc3339(micros: i64) -> String {
 }
 
 fn enc(v: &str) -> String {
-    v.replace(' ', "%20").replace(':', "%3A").replace('+', "%2B")
+    v.replace(' ', "%20")
+        .replace(':', "%3A")
+        .replace('+', "%2B")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,10 +159,46 @@ async fn rhacs_clients_read_the_same_events_as_the_native_api() {
     write_events(
         &s,
         &[
-            event(&e("e1", "quay.io/acme/api:1", "quay.io/acme/api:1", None, "timeout", "prod", 5, now - 30 * MIN)),
-            event(&e("e2", "quay.io/acme/api:1", "quay.io/acme/api:1", None, "unauthorized", "prod", 2, now - 20 * MIN)),
-            event(&e("e3", "docker.io/library/nginx:1.25", "nginx:1.25", Some(&sha), "manifest unknown", "dev", 9, now - 10 * MIN)),
-            event(&e("e4", "redis:7", "redis:7", None, "timeout", "dev", 1, now - 5 * DAY)),
+            event(&e(
+                "e1",
+                "quay.io/acme/api:1",
+                "quay.io/acme/api:1",
+                None,
+                "timeout",
+                "prod",
+                5,
+                now - 30 * MIN,
+            )),
+            event(&e(
+                "e2",
+                "quay.io/acme/api:1",
+                "quay.io/acme/api:1",
+                None,
+                "unauthorized",
+                "prod",
+                2,
+                now - 20 * MIN,
+            )),
+            event(&e(
+                "e3",
+                "docker.io/library/nginx:1.25",
+                "nginx:1.25",
+                Some(&sha),
+                "manifest unknown",
+                "dev",
+                9,
+                now - 10 * MIN,
+            )),
+            event(&e(
+                "e4",
+                "redis:7",
+                "redis:7",
+                None,
+                "timeout",
+                "dev",
+                1,
+                now - 5 * DAY,
+            )),
         ],
     )
     .await;
@@ -230,8 +268,16 @@ async fn rhacs_clients_read_the_same_events_as_the_native_api() {
         assert_eq!(
             keys,
             vec![
-                "id", "type", "level", "message", "hint", "domain", "resource",
-                "numOccurrences", "lastOccurredAt", "createdAt"
+                "id",
+                "type",
+                "level",
+                "message",
+                "hint",
+                "domain",
+                "resource",
+                "numOccurrences",
+                "lastOccurredAt",
+                "createdAt"
             ],
             "RHACS's fields, no others (strict protobuf clients reject unknown fields)"
         );
@@ -251,7 +297,9 @@ async fn rhacs_clients_read_the_same_events_as_the_native_api() {
         .unwrap()
         .contains("does not have this image"));
     assert_eq!(
-        c.get_as("/v1/administration/events/e4", Some(ADMIN_TOKEN)).await.0,
+        c.get_as("/v1/administration/events/e4", Some(ADMIN_TOKEN))
+            .await
+            .0,
         StatusCode::NOT_FOUND
     );
 
@@ -283,7 +331,8 @@ async fn rhacs_clients_read_the_same_events_as_the_native_api() {
         assert_eq!(n, want, "native: {native_q}");
     }
     assert_eq!(
-        c.get("/v1/count/administration/events?filter.image=quay.io/acme/api:1").await,
+        c.get("/v1/count/administration/events?filter.image=quay.io/acme/api:1")
+            .await,
         json!({"count": 2})
     );
     // Repeated enum filters as grpc-gateway takes them: names or numbers.
@@ -297,24 +346,44 @@ async fn rhacs_clients_read_the_same_events_as_the_native_api() {
         "filter.type=ADMINISTRATION_EVENT_TYPE_LOG_MESSAGE",
         "filter.domain=Integrations",
     ] {
-        assert_eq!(ids(&c.get(&format!("/v1/administration/events?{none}")).await).len(), 0);
         assert_eq!(
-            c.get(&format!("/v1/count/administration/events?{none}")).await,
+            ids(&c.get(&format!("/v1/administration/events?{none}")).await).len(),
+            0
+        );
+        assert_eq!(
+            c.get(&format!("/v1/count/administration/events?{none}"))
+                .await,
             json!({"count": 0})
         );
     }
 
     // Bad parameters are 400s naming the parameter, on both APIs.
     for (path, field) in [
-        ("/v1/administration/events?filter.level=LOUD", "filter.level"),
-        ("/v1/administration/events?pagination.limit=x", "pagination.limit"),
-        ("/v1/administration/events?filter.cluster=", "filter.cluster"),
-        ("/v1/count/administration/events?pagination.limit=1", "pagination.limit"),
+        (
+            "/v1/administration/events?filter.level=LOUD",
+            "filter.level",
+        ),
+        (
+            "/v1/administration/events?pagination.limit=x",
+            "pagination.limit",
+        ),
+        (
+            "/v1/administration/events?filter.cluster=",
+            "filter.cluster",
+        ),
+        (
+            "/v1/count/administration/events?pagination.limit=1",
+            "pagination.limit",
+        ),
         ("/v1/admin-events?image=a&image=b", "image"),
         ("/v1/admin-events?cluster=", "cluster"),
     ] {
         let (status, body) = c.get_as(path, Some(ADMIN_TOKEN)).await;
-        assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{path}: {body}");
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{path}: {body}"
+        );
     }
     // The same admin-only rule.
     for path in [
@@ -325,7 +394,10 @@ async fn rhacs_clients_read_the_same_events_as_the_native_api() {
         assert_eq!(c.get_as(path, None).await.0, StatusCode::UNAUTHORIZED);
         for token in [ANALYST_TOKEN, PRODUCER_TOKEN] {
             let (status, body) = c.get_as(path, Some(token)).await;
-            assert_eq!((status, body["error"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (StatusCode::FORBIDDEN, Some("forbidden"))
+            );
         }
     }
 
@@ -395,7 +467,10 @@ async fn a_retention_change_applies_to_existing_events_without_a_restart() {
     let (status, body) = c
         .put_settings(ADMIN_TOKEN, json!({"retention_secs": 10 * 86_400}))
         .await;
-    assert_eq!((status, body["retention_secs"].as_u64()), (StatusCode::OK, Some(864_000)));
+    assert_eq!(
+        (status, body["retention_secs"].as_u64()),
+        (StatusCode::OK, Some(864_000))
+    );
     assert_eq!(live().await, vec!["fresh", "mid", "old"]);
     assert_eq!(
         c.get("/v1/count/administration/events").await,
@@ -411,7 +486,9 @@ async fn a_retention_change_applies_to_existing_events_without_a_restart() {
         json!({"count": 1})
     );
     assert_eq!(
-        c.get_as("/v1/administration/events/mid", Some(ADMIN_TOKEN)).await.0,
+        c.get_as("/v1/administration/events/mid", Some(ADMIN_TOKEN))
+            .await
+            .0,
         StatusCode::NOT_FOUND
     );
     let fresh = c.get("/v1/admin-events/fresh").await;
@@ -438,17 +515,39 @@ async fn a_retention_change_applies_to_existing_events_without_a_restart() {
     .await;
 
     // Back to the configured retention.
-    let (status, body) = c.put_settings(ADMIN_TOKEN, json!({"retention_secs": null})).await;
+    let (status, body) = c
+        .put_settings(ADMIN_TOKEN, json!({"retention_secs": null}))
+        .await;
     assert_eq!(
-        (status, body["runtime_retention_secs"].clone(), body["retention_secs"].as_u64()),
+        (
+            status,
+            body["runtime_retention_secs"].clone(),
+            body["retention_secs"].as_u64()
+        ),
         (StatusCode::OK, Value::Null, Some(345_600))
     );
     // Refusals.
     for (token, body, want) in [
-        (ADMIN_TOKEN, json!({"retention_secs": 0}), StatusCode::BAD_REQUEST),
-        (ADMIN_TOKEN, json!({"retention_secs": "1d"}), StatusCode::BAD_REQUEST),
-        (ADMIN_TOKEN, json!({"retention_days": 1}), StatusCode::BAD_REQUEST),
-        (ANALYST_TOKEN, json!({"retention_secs": 60}), StatusCode::FORBIDDEN),
+        (
+            ADMIN_TOKEN,
+            json!({"retention_secs": 0}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            ADMIN_TOKEN,
+            json!({"retention_secs": "1d"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            ADMIN_TOKEN,
+            json!({"retention_days": 1}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            ANALYST_TOKEN,
+            json!({"retention_secs": 60}),
+            StatusCode::FORBIDDEN,
+        ),
     ] {
         assert_eq!(c.put_settings(token, body.clone()).await.0, want, "{body}");
     }

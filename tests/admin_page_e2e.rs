@@ -124,9 +124,27 @@ async fn stack() -> (Settings, Pipeline) {
     let now = now_micros();
     TableSink::<AdminEvent, AdminEventRow>::new(&s.clickhouse, "admin_events")
         .write(&[
-            event("ev-nginx", image("docker.io/library/nginx:1.25", "nginx:1.25"), "manifest unknown", 4, now - 5 * MIN),
-            event("ev-api", image("quay.io/acme/api:1", "quay.io/acme/api:1"), "timeout", 7, now - 10 * MIN),
-            event("ev-redis", image("docker.io/library/redis:7", "redis:7"), "unauthorized", 2, now - 15 * MIN),
+            event(
+                "ev-nginx",
+                image("docker.io/library/nginx:1.25", "nginx:1.25"),
+                "manifest unknown",
+                4,
+                now - 5 * MIN,
+            ),
+            event(
+                "ev-api",
+                image("quay.io/acme/api:1", "quay.io/acme/api:1"),
+                "timeout",
+                7,
+                now - 10 * MIN,
+            ),
+            event(
+                "ev-redis",
+                image("docker.io/library/redis:7", "redis:7"),
+                "unauthorized",
+                2,
+                now - 15 * MIN,
+            ),
         ])
         .await
         .unwrap();
@@ -167,14 +185,21 @@ async fn the_admin_page_lists_events_filtered_by_image_with_their_history() {
     // Filtered by image, as the user typed it: the normalised event matches; its history open.
     let url = format!("{page}#token={ADMIN_TOKEN}&image=nginx:1.25&event=ev-nginx");
     let dom = dump_dom(&url).await;
-    assert_eq!(attr_values(&dom, "data-event-id"), vec!["ev-nginx"], "{dom}");
+    assert_eq!(
+        attr_values(&dom, "data-event-id"),
+        vec!["ev-nginx"],
+        "{dom}"
+    );
     assert!(dom.contains("docker.io/library/nginx:1.25"));
     assert!(dom.contains("api, cli"), "both sources shown");
     assert!(dom.contains("History of event ev-nginx"), "{dom}");
     let failure_rows = dom.matches("<tr class=\"failure\">").count();
     assert_eq!(failure_rows, 4, "the event's scan_failures rows");
     assert!(dom.contains("nginx-failure-3"));
-    assert!(dom.matches("<tr class=\"hour\">").count() >= 2, "occurrences over time");
+    assert!(
+        dom.matches("<tr class=\"hour\">").count() >= 2,
+        "occurrences over time"
+    );
 
     // A screenshot of that view for the test's output.
     let shot = output_dir().join("admin_events_filtered.png");
@@ -192,11 +217,21 @@ async fn the_admin_page_lists_events_filtered_by_image_with_their_history() {
     .await
     .expect("chromium finishes within 2 minutes");
     let png = std::fs::read(&shot).expect("screenshot written");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
 
     // Sorted and paged through the API's parameters.
-    let dom = dump_dom(&format!("{page}#token={ADMIN_TOKEN}&sort=-occurrences&limit=2")).await;
-    assert_eq!(attr_values(&dom, "data-event-id"), vec!["ev-api", "ev-nginx"]);
+    let dom = dump_dom(&format!(
+        "{page}#token={ADMIN_TOKEN}&sort=-occurrences&limit=2"
+    ))
+    .await;
+    assert_eq!(
+        attr_values(&dom, "data-event-id"),
+        vec!["ev-api", "ev-nginx"]
+    );
     assert!(dom.contains("events 1–2 of 3"), "{dom}");
 
     // A token without the admin role sees why, and no events.
@@ -211,8 +246,14 @@ async fn the_page_is_served_with_a_policy_that_keeps_it_to_this_gateway() {
     let (_s, gw) = stack().await;
     let r = reqwest::get(gw.url("/admin/events")).await.unwrap();
     assert_eq!(r.status(), 200);
-    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
-    assert!(csp.contains("connect-src 'self'") && csp.contains("default-src 'none'"), "{csp}");
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("connect-src 'self'") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
     assert!(r.text().await.unwrap().contains("<table id=\"events\">"));
     gw.stop().await;
 }

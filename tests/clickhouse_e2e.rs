@@ -319,8 +319,7 @@ async fn failed_scans_view_and_expiry_by_last_seen_and_retention_on_this_server(
     );
     // The delete is a mutation the server applies in the background.
     let left = eventually(30, "the expired admin event deleted", || async {
-        let left: Vec<String> =
-            rows(&s, "SELECT DISTINCT id FROM admin_events ORDER BY id").await;
+        let left: Vec<String> = rows(&s, "SELECT DISTINCT id FROM admin_events ORDER BY id").await;
         (left.len() == 2).then_some(left)
     })
     .await;

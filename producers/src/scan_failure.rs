@@ -203,13 +203,19 @@ mod tests {
     fn image_references_split_like_container_tools_do() {
         let i = parse_image("nginx").unwrap();
         assert_eq!(
-            (i.registry.as_deref(), i.repository.as_str(), i.tag.as_deref()),
+            (
+                i.registry.as_deref(),
+                i.repository.as_str(),
+                i.tag.as_deref()
+            ),
             (Some("docker.io"), "library/nginx", Some("latest"))
         );
         assert_eq!(i.full_name, "docker.io/library/nginx:latest");
         assert_eq!(i.original.as_deref(), Some("nginx"));
         assert_eq!(
-            parse_image("index.docker.io/library/nginx:1").unwrap().full_name,
+            parse_image("index.docker.io/library/nginx:1")
+                .unwrap()
+                .full_name,
             parse_image(" nginx:1").unwrap().full_name
         );
         let i = parse_image("localhost:5000/team/app:dev").unwrap();

@@ -62,7 +62,9 @@ impl ImageRef {
         }
         if let Some((_, port)) = registry.split_once(':') {
             if port.parse::<u16>().is_err() {
-                return Err(format!("'{reference}': registry port '{port}' is not a number"));
+                return Err(format!(
+                    "'{reference}': registry port '{port}' is not a number"
+                ));
             }
         }
         let registry = if HUB_ALIASES.contains(&registry.as_str()) {
@@ -133,7 +135,9 @@ fn parse_digest(reference: &str, d: &str) -> Result<String, String> {
 fn parse_tag(reference: &str, t: &str) -> Result<String, String> {
     let ok = !t.is_empty()
         && t.len() <= 128
-        && t.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && t.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
         && t.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if ok {
@@ -179,7 +183,10 @@ mod tests {
     #[test]
     fn docker_hub_short_names_get_the_default_registry_and_library_namespace() {
         assert_eq!(canon("nginx:1"), "docker.io/library/nginx:1");
-        assert_eq!(canon("docker.io/library/nginx:1"), "docker.io/library/nginx:1");
+        assert_eq!(
+            canon("docker.io/library/nginx:1"),
+            "docker.io/library/nginx:1"
+        );
         assert_eq!(canon("library/nginx:1"), "docker.io/library/nginx:1");
         assert_eq!(canon("bitnami/redis:7"), "docker.io/bitnami/redis:7");
     }
@@ -196,7 +203,10 @@ mod tests {
         let r = ImageRef::parse(&format!("nginx@{SHA}")).unwrap();
         assert_eq!((r.tag, r.digest.as_deref()), (None, Some(SHA)));
         assert_eq!(
-            canon(&format!("nginx:1.25@{}", SHA.to_uppercase().replace("SHA", "sha"))),
+            canon(&format!(
+                "nginx:1.25@{}",
+                SHA.to_uppercase().replace("SHA", "sha")
+            )),
             format!("docker.io/library/nginx:1.25@{SHA}"),
             "hex is lowercased"
         );
@@ -224,7 +234,10 @@ mod tests {
             (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
             ("localhost:5000", "x", Some("latest"))
         );
-        assert_eq!(canon("localhost:5000/team/app:dev"), "localhost:5000/team/app:dev");
+        assert_eq!(
+            canon("localhost:5000/team/app:dev"),
+            "localhost:5000/team/app:dev"
+        );
         assert_eq!(canon("localhost/app"), "localhost/app:latest");
         assert_eq!(canon("10.0.0.7:5000/app:2"), "10.0.0.7:5000/app:2");
     }

@@ -94,8 +94,14 @@ fn filter(q: &Params) -> Result<AdminEventFilter, Rejection> {
         command: q.filter("command")?,
         reason: q.filter("reason")?,
         cluster: q.filter("cluster")?,
-        since: q.one("since")?.map(|v| parse_time("since", v)).transpose()?,
-        until: q.one("until")?.map(|v| parse_time("until", v)).transpose()?,
+        since: q
+            .one("since")?
+            .map(|v| parse_time("since", v))
+            .transpose()?,
+        until: q
+            .one("until")?
+            .map(|v| parse_time("until", v))
+            .transpose()?,
         sort: match q.one("sort")? {
             None => AdminEventSort::default(),
             Some(s) => AdminEventSort::parse(s).ok_or_else(|| {

@@ -55,13 +55,27 @@ pub const RESOURCE_TYPE: &str = "Image";
 pub fn hint(reason: &str) -> &'static str {
     let r = reason.to_ascii_lowercase();
     let any = |words: &[&str]| words.iter().any(|w| r.contains(w));
-    if any(&["unauthorized", "authentication", "denied", "forbidden", "credential"]) {
+    if any(&[
+        "unauthorized",
+        "authentication",
+        "denied",
+        "forbidden",
+        "credential",
+    ]) {
         "The registry refused the scanner's credentials. Check the registry integration's \
          username, password or token for this repository, and that it may pull the image."
     } else if any(&["not found", "manifest unknown", "no such", "does not exist"]) {
         "The registry does not have this image. Check the reference (registry, repository, tag \
          or digest) and that the tag was not deleted or moved."
-    } else if any(&["timeout", "timed out", "deadline", "unreachable", "connection", "dns", "tls"]) {
+    } else if any(&[
+        "timeout",
+        "timed out",
+        "deadline",
+        "unreachable",
+        "connection",
+        "dns",
+        "tls",
+    ]) {
         "The scanner could not reach the registry in time. Check network access, proxies and \
          certificates between the scanner and the registry, and the registry's health."
     } else {
@@ -114,8 +128,14 @@ const KNOWN: [(&str, &str); 14] = [
     ("filter.cluster", "filter.cluster"),
     ("pagination.limit", "pagination.limit"),
     ("pagination.offset", "pagination.offset"),
-    ("pagination.sortOption.field", "pagination.sort_option.field"),
-    ("pagination.sortOption.reversed", "pagination.sort_option.reversed"),
+    (
+        "pagination.sortOption.field",
+        "pagination.sort_option.field",
+    ),
+    (
+        "pagination.sortOption.reversed",
+        "pagination.sort_option.reversed",
+    ),
 ];
 
 /// The query with proto spellings renamed to camelCase.
@@ -141,7 +161,9 @@ fn admits(q: &Params, key: &str, names: &[&str], ours: &str) -> Result<bool, Rej
             Ok(n) => names.get(n).copied(),
             Err(_) => names.iter().copied().find(|n| *n == v),
         }
-        .ok_or_else(|| Rejection::invalid(key, format!("'{v}' is not one of {}", names.join(", "))))?;
+        .ok_or_else(|| {
+            Rejection::invalid(key, format!("'{v}' is not one of {}", names.join(", ")))
+        })?;
         admitted |= name == ours;
     }
     Ok(admitted)
@@ -245,7 +267,9 @@ pub(crate) async fn list(
         Some(f) => page(&gw, client, f).await?.1,
         None => Vec::new(),
     };
-    Ok(Json(json!({ "events": events.iter().map(event).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "events": events.iter().map(event).collect::<Vec<_>>() }),
+    ))
 }
 
 /// `GET /v1/count/administration/events` → `{"count": N}` (int32: a number in protobuf JSON).
@@ -270,7 +294,9 @@ pub(crate) async fn count(
         }
         None => 0,
     };
-    Ok(Json(json!({ "count": i32::try_from(total).unwrap_or(i32::MAX) })))
+    Ok(Json(
+        json!({ "count": i32::try_from(total).unwrap_or(i32::MAX) }),
+    ))
 }
 
 /// `GET /v1/administration/events/{id}` → `{"event": {...}}`.
@@ -280,7 +306,9 @@ pub(crate) async fn get(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, Rejection> {
     let (client, _) = admin_only(&gw, &headers)?;
-    Ok(Json(json!({ "event": event(&one(&gw, client, id).await?) })))
+    Ok(Json(
+        json!({ "event": event(&one(&gw, client, id).await?) }),
+    ))
 }
 
 #[cfg(test)]
@@ -350,9 +378,18 @@ mod tests {
             (vec![("filter.type", "9")], "filter.type"),
             (vec![("filter.from", "yesterday")], "filter.from"),
             (vec![("pagination.limit", "5000")], "pagination.limit"),
-            (vec![("pagination.sortOption.field", "colour")], "pagination.sortOption.field"),
-            (vec![("pagination.sortOption.reversed", "maybe")], "pagination.sortOption.reversed"),
-            (vec![("filter.image", "a"), ("filter.image", "b")], "filter.image"),
+            (
+                vec![("pagination.sortOption.field", "colour")],
+                "pagination.sortOption.field",
+            ),
+            (
+                vec![("pagination.sortOption.reversed", "maybe")],
+                "pagination.sortOption.reversed",
+            ),
+            (
+                vec![("filter.image", "a"), ("filter.image", "b")],
+                "filter.image",
+            ),
             (vec![("filter.cluster", "")], "filter.cluster"),
             (vec![("filter.colour", "red")], "filter.colour"),
         ] {
@@ -388,7 +425,11 @@ mod tests {
         assert_eq!(v["resource"]["type"], "Image");
         assert_eq!(v["resource"]["name"], "docker.io/library/nginx:1");
         assert_eq!(
-            (v["type"].as_str(), v["level"].as_str(), v["domain"].as_str()),
+            (
+                v["type"].as_str(),
+                v["level"].as_str(),
+                v["domain"].as_str()
+            ),
             (Some(EVENT_TYPE), Some(EVENT_LEVEL), Some(DOMAIN))
         );
         assert!(v["hint"].as_str().unwrap().contains("credentials"));

@@ -174,7 +174,11 @@ async fn prune_admin_events(
             .execute()
             .await
             .map_err(classify)?;
-        tracing::info!(rows = n, retention_secs = retention, "expired admin events deleted");
+        tracing::info!(
+            rows = n,
+            retention_secs = retention,
+            "expired admin events deleted"
+        );
     }
     Ok(n)
 }
