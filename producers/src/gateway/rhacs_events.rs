@@ -20,11 +20,13 @@ use axum::{
     http::HeaderMap,
     Json,
 };
-use secpipe_sinks::clickhouse::admin_api::{AdminEventFilter, AdminEventSort, AdminEventView};
+use secpipe_sinks::clickhouse::admin_api::{
+    self, AdminEventFilter, AdminEventSort, AdminEventView,
+};
 use serde_json::{json, Value};
 
 use super::{
-    admin_events::{admin_only, one, page, parse_time, rfc3339, MAX_LIMIT},
+    admin_events::{admin_only, one, page, parse_time, retention, rfc3339, store_error, MAX_LIMIT},
     admin_query::Params,
     Gateway, Rejection,
 };
@@ -289,8 +291,10 @@ pub(crate) async fn count(
     }
     let total = match filter(&q)? {
         Some(mut f) => {
-            f.limit = 1;
-            page(&gw, client, f).await?.2
+            f.retention_secs = retention(&gw, client).await?;
+            admin_api::count(client, &f)
+                .await
+                .map_err(|e| store_error(e, gw.cfg.retry_after_secs))?
         }
         None => 0,
     };

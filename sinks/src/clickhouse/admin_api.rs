@@ -180,6 +180,22 @@ pub async fn list(
     Ok((events, total))
 }
 
+/// The number of live admin events matching the filters (sort and page ignored).
+pub async fn count(
+    client: &clickhouse::Client,
+    filter: &AdminEventFilter,
+) -> Result<u64, SinkError> {
+    let (inner_sql, binds) = inner(filter, None);
+    let mut q = client.query(&format!(
+        "SELECT count() FROM ({inner_sql}){}",
+        live(filter)
+    ));
+    for b in &binds {
+        q = q.bind(b.as_str());
+    }
+    q.fetch_one::<u64>().await.map_err(classify)
+}
+
 fn expiry(last_seen: u32, retention_secs: u64) -> u32 {
     u32::try_from(u64::from(last_seen).saturating_add(retention_secs)).unwrap_or(u32::MAX)
 }
