@@ -346,8 +346,8 @@ fn main() -> anyhow::Result<()> {
                 with_ops("process", roles::processor(settings.clone(), processor, shutdown.clone()).boxed()).await
             }
             Command::Retention => {
-                let r = secpipe_sinks::clickhouse::retention::run(&settings.clickhouse, &settings.retention).await?;
-                println!("dropped {} partition(s): {}; TTL set on {} table(s)", r.dropped.len(), r.dropped.join(", "), r.ttl_set.len());
+                let r = secpipe_sinks::clickhouse::retention::run(&settings.clickhouse, &settings.retention, settings.processors.admin_events.retention_secs).await?;
+                println!("dropped {} partition(s): {}; TTL set on {} table(s); {} expired admin-event row(s) deleted", r.dropped.len(), r.dropped.join(", "), r.ttl_set.len(), r.admin_event_rows_deleted);
                 Ok(())
             }
             Command::Migrate { status: true } => {

@@ -35,7 +35,10 @@ pub async fn gateway_on(
         producer.clone(),
         settings.kafka.topics.clone(),
         &settings.scans,
-        Some(&settings.clickhouse),
+        Some(gateway::AdminStore {
+            clickhouse: &settings.clickhouse,
+            retention_secs: settings.processors.admin_events.retention_secs,
+        }),
         async move { shutdown.wait().await },
     )
     .await?;
@@ -158,8 +161,11 @@ pub async fn retention(settings: Settings, mut shutdown: Shutdown) -> anyhow::Re
         tokio::select! {
             _ = shutdown.wait() => return Ok(()),
             _ = ticker.tick() => {
-                match secpipe_sinks::clickhouse::retention::run(&settings.clickhouse, &settings.retention).await {
-                    Ok(r) if !r.dropped.is_empty() => tracing::info!(dropped = ?r.dropped, "retention"),
+                let admin_retention = settings.processors.admin_events.retention_secs;
+                match secpipe_sinks::clickhouse::retention::run(&settings.clickhouse, &settings.retention, admin_retention).await {
+                    Ok(r) if !r.dropped.is_empty() || r.admin_event_rows_deleted > 0 => {
+                        tracing::info!(dropped = ?r.dropped, admin_event_rows_deleted = r.admin_event_rows_deleted, "retention")
+                    }
                     Ok(_) => {}
                     // Retention is best effort: the next run tries again.
                     Err(e) => tracing::warn!(error = %e, "retention job failed"),

@@ -38,6 +38,7 @@ fn failures(run: &str, from: usize, to: usize, t0: i64) -> Vec<(String, Vec<u8>)
                     repository: image.clone(),
                     tag: None,
                     digest: None,
+                    original: None,
                 },
                 reason: if i % 3 == 0 {
                     "timeout"

@@ -242,6 +242,7 @@ fn admin_event(
             repository: image.into(),
             tag: None,
             digest: None,
+            original: None,
         },
         reason: reason.into(),
         cluster: Some(cluster.into()),
@@ -251,11 +252,12 @@ fn admin_event(
         occurrences,
         version: occurrences,
         expires_at,
+        sources: vec!["cli".into()],
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_scans_view_and_expiry_by_partition_drop_on_this_server() {
+async fn failed_scans_view_and_expiry_by_last_seen_and_retention_on_this_server() {
     let mut s = settings("expiry");
     fresh_database(&mut s).await;
     let now = now_micros();
@@ -299,23 +301,29 @@ async fn failed_scans_view_and_expiry_by_partition_drop_on_this_server() {
         ],
         "newest version per event; the expired one is not counted"
     );
-    let report = secpipe_sinks::clickhouse::retention::run(&s.clickhouse, &s.retention)
-        .await
-        .unwrap();
-    let expired_day = time_day(now - 2 * day);
-    assert_eq!(report.dropped, vec![format!("admin_events/{expired_day}")]);
+    let report = secpipe_sinks::clickhouse::retention::run(
+        &s.clickhouse,
+        &s.retention,
+        s.processors.admin_events.retention_secs,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report.admin_event_rows_deleted, 1,
+        "the event last seen 6 days ago, by last_seen and the 4-day retention"
+    );
+    assert!(report.dropped.is_empty(), "{:?}", report.dropped);
     assert!(
         report.ttl_set.is_empty(),
         "18.16 has no table TTL: partitions are dropped instead"
     );
-    let left: Vec<String> = rows(&s, "SELECT DISTINCT id FROM admin_events ORDER BY id").await;
+    // The delete is a mutation the server applies in the background.
+    let left = eventually(30, "the expired admin event deleted", || async {
+        let left: Vec<String> = rows(&s, "SELECT DISTINCT id FROM admin_events ORDER BY id").await;
+        (left.len() == 2).then_some(left)
+    })
+    .await;
     assert_eq!(left, vec!["a".to_string(), "b".to_string()]);
-}
-
-/// `YYYYMMDD` (UTC) of a microsecond timestamp.
-fn time_day(micros: i64) -> u32 {
-    let d = time::OffsetDateTime::from_unix_timestamp(micros / 1_000_000).unwrap();
-    d.year() as u32 * 10_000 + u8::from(d.month()) as u32 * 100 + d.day() as u32
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -613,9 +621,9 @@ async fn the_admin_events_api_filters_pages_sorts_and_checks_the_role() {
             "timeout",
             "dev",
             1,
-            now - 3 * day,
+            now - 5 * day,
             now - day,
-        ), // expired
+        ), // expired: last seen more than the 4-day retention ago
     ];
     TableSink::<AdminEvent, AdminEventRow>::new(&s.clickhouse, "admin_events")
         .write(&events)

@@ -87,6 +87,7 @@ async fn the_pipeline_produces_and_consumes_through_sasl_scram() {
                         repository: "app".into(),
                         tag: Some("1".into()),
                         digest: None,
+                        original: None,
                     },
                     reason: "timeout".into(),
                     source: "api".into(),

@@ -26,6 +26,7 @@ fn failure(image: &str, t: i64) -> ScanFailure {
             repository: image.into(),
             tag: None,
             digest: None,
+            original: None,
         },
         reason: "timeout".into(),
         source: "api".into(),

@@ -132,6 +132,7 @@ async fn repeated_failures_become_admin_events_with_the_right_counts() {
                 repository: image.into(),
                 tag: None,
                 digest: None,
+                original: None,
             },
             reason: reason.into(),
             source: "api".into(),

@@ -22,6 +22,15 @@ if ! pkg-config --exists openssl 2>/dev/null; then
     $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libssl-dev pkg-config >/dev/null \
         || die "apt-get install libssl-dev pkg-config failed"
 fi
+# Headless Chromium for the admin page's browser test (tests/admin_page_e2e.rs).
+if command -v chromium >/dev/null; then
+    say "Chromium already installed: $(chromium --version 2>/dev/null | head -n1)"
+else
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    say "installing Debian's chromium (the admin page's browser test)"
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null \
+        || die "apt-get install chromium failed"
+fi
 
 if command -v tansu >/dev/null && cargo install --list | grep -q "^tansu v$TANSU_VERSION:"; then
     say "tansu $TANSU_VERSION already installed"

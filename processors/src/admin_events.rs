@@ -1,8 +1,9 @@
-//! Admin events from failed ad-hoc scans: failures with the same image, command, reason and
-//! cluster within a window become one [`AdminEvent`] with a stable id, first/last seen and an
-//! occurrence count. The event is re-emitted (version + 1) whenever its count grows, so the
-//! newest version always carries the right frequency; it expires `retention` after its last
-//! occurrence. A failure after the window has closed starts a new event.
+//! Admin events from failed ad-hoc scans: failures with the same normalised image, command,
+//! reason and cluster become one [`AdminEvent`] with a stable id, first/last seen, an occurrence
+//! count and every source. The event is re-emitted (version + 1) whenever its count grows, so the
+//! newest version always carries the right frequency. How long repeats keep folding is the
+//! [`DedupeMode`]: within a sliding window (`window`), or while the event lives (`merge`, as
+//! RHACS does). Readers expire an event `retention` after its last occurrence.
 //!
 //! A retried post of the same failure (same `failure_id`) counts once, as a retried `/track`
 //! does: the ids already counted are remembered while their event is, and at most `retention`
@@ -20,22 +21,42 @@ use crate::{
     StateStore,
 };
 
+/// How long repeats of a failure keep folding into the same admin event.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DedupeMode {
+    /// A repeat less than `dedupe_window_secs` after the previous occurrence (or before the
+    /// first) folds; one a full window or more later starts a new event. An event therefore
+    /// stands for one burst of failures.
+    #[default]
+    Window,
+    /// Every repeat folds into the event for as long as the event lives (less than
+    /// `retention_secs` after its last occurrence), as RHACS does: one event per image,
+    /// command, reason and cluster, counting every failure.
+    Merge,
+}
+
 /// Settings of the admin-events processor (section `[processors.admin_events]`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminEventsConfig {
-    /// Failures with the same values less than this many seconds after the previous one fold
-    /// into the same admin event; one exactly this many seconds later starts a new event.
-    /// Default 600.
+    /// `window` or `merge` (see [`DedupeMode`]). Default `window`.
+    pub dedupe_mode: DedupeMode,
+    /// Mode `window`: failures with the same values less than this many seconds after the
+    /// previous one fold into the same admin event; one exactly this many seconds later (or
+    /// more) starts a new event. Unused in mode `merge`. Default 600.
     pub dedupe_window_secs: u64,
-    /// Admin events expire this many seconds after their last occurrence. Default 345600
-    /// (4 days).
+    /// Admin events expire this many seconds after their last occurrence. The gateway and the
+    /// pruning job read it at every query unless an administrator changed it at run time
+    /// (`PUT /v1/admin-events/settings`); this processor forgets an event's dedupe state after
+    /// it. Default 345600 (4 days).
     pub retention_secs: u64,
 }
 
 impl Default for AdminEventsConfig {
     fn default() -> Self {
         Self {
+            dedupe_mode: DedupeMode::Window,
             dedupe_window_secs: 600,
             retention_secs: 4 * 24 * 3600,
         }
@@ -127,6 +148,28 @@ impl AdminEvents {
     fn window_micros(&self) -> i64 {
         micros(self.cfg.dedupe_window_secs)
     }
+
+    /// Does a failure at `t` fold into `ev`? Times come from the request: saturating
+    /// arithmetic, so hostile ones cannot overflow.
+    fn folds(&self, ev: &AdminEvent, t: i64) -> bool {
+        match self.cfg.dedupe_mode {
+            DedupeMode::Window => {
+                let window = self.window_micros();
+                t > ev.first_seen.saturating_sub(window) && t < ev.last_seen.saturating_add(window)
+            }
+            DedupeMode::Merge => t < ev.last_seen.saturating_add(micros(self.cfg.retention_secs)),
+        }
+    }
+
+    /// How long after its last occurrence an event's state is kept.
+    fn keep_micros(&self) -> i64 {
+        let retention = micros(self.cfg.retention_secs);
+        match self.cfg.dedupe_mode {
+            // A failure up to a window late can still fold.
+            DedupeMode::Window => retention.min(self.window_micros().saturating_mul(2)),
+            DedupeMode::Merge => retention,
+        }
+    }
 }
 
 impl Processor for AdminEvents {
@@ -160,19 +203,22 @@ impl Processor for AdminEvents {
         }
         let t = failure.occurred_at;
         state.counted.insert(counted, t);
-        let window = self.window_micros();
         let retention = micros(self.cfg.retention_secs);
-        // Times come from the request: saturating arithmetic, so hostile ones cannot overflow.
+        let folds = state.events.get(&key).is_some_and(|ev| self.folds(ev, t));
         let event = match state.events.get_mut(&key) {
-            Some(ev)
-                if t > ev.first_seen.saturating_sub(window)
-                    && t < ev.last_seen.saturating_add(window) =>
-            {
+            Some(ev) if folds => {
                 ev.occurrences = ev.occurrences.saturating_add(1);
                 ev.version = ev.version.saturating_add(1);
                 ev.first_seen = ev.first_seen.min(t);
+                if t >= ev.last_seen {
+                    ev.source = failure.source.clone();
+                }
                 ev.last_seen = ev.last_seen.max(t);
                 ev.expires_at = ev.last_seen.saturating_add(retention);
+                if !ev.sources.contains(&failure.source) {
+                    ev.sources.push(failure.source);
+                    ev.sources.sort();
+                }
                 out.counters.dedupe_hits += 1;
                 ev.clone()
             }
@@ -183,6 +229,7 @@ impl Processor for AdminEvents {
                     image: failure.image,
                     reason: failure.reason,
                     cluster: failure.cluster,
+                    sources: vec![failure.source.clone()],
                     source: failure.source,
                     first_seen: t,
                     last_seen: t,
@@ -233,13 +280,10 @@ impl Processor for AdminEvents {
     }
 
     fn tick(&mut self, state: &mut AdminEventsState, now_micros: i64, _out: &mut Outputs) {
-        // Forget events that expired: a later failure starts a new one anyway.
-        let window = self.window_micros();
+        // Forget events no failure can fold into any more: a later one starts a new event.
+        let keep = self.keep_micros();
         let AdminEventsState { events, counted } = state;
-        events.retain(|_, ev| {
-            ev.expires_at > now_micros
-                && ev.last_seen.saturating_add(window) > now_micros.saturating_sub(window)
-        });
+        events.retain(|_, ev| ev.last_seen.saturating_add(keep) > now_micros);
         // A failure id is remembered while its event is, and never longer than the retention,
         // so an event that keeps recurring does not grow the state without bound.
         let retention = micros(self.cfg.retention_secs);
@@ -251,254 +295,4 @@ impl Processor for AdminEvents {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use secpipe_schemas::failures::Image;
-
-    fn failure(t_secs: i64, reason: &str) -> Vec<u8> {
-        Codec::<ScanFailure>::new()
-            .unwrap()
-            .encode(&ScanFailure {
-                failure_id: format!("f{t_secs}"),
-                command: "image scan".into(),
-                image: Image {
-                    full_name: "quay.io/acme/api:1".into(),
-                    registry: Some("quay.io".into()),
-                    repository: "acme/api".into(),
-                    tag: Some("1".into()),
-                    digest: None,
-                },
-                reason: reason.into(),
-                source: "cli".into(),
-                cluster: Some("prod".into()),
-                occurred_at: t_secs * 1_000_000,
-                received_at: t_secs * 1_000_000,
-            })
-            .unwrap()
-    }
-
-    fn run(
-        p: &mut AdminEvents,
-        state: &mut AdminEventsState,
-        payloads: &[Vec<u8>],
-    ) -> Vec<AdminEvent> {
-        emitted(&feed(p, state, payloads))
-    }
-
-    fn feed(p: &mut AdminEvents, state: &mut AdminEventsState, payloads: &[Vec<u8>]) -> Outputs {
-        let mut out = Outputs::default();
-        for (i, payload) in payloads.iter().enumerate() {
-            let rec = InRecord {
-                topic: "in",
-                partition: 0,
-                offset: i as i64,
-                timestamp_ms: 0,
-                key: None,
-                payload,
-            };
-            p.process(state, &rec, &mut out).unwrap();
-        }
-        out
-    }
-
-    fn emitted(out: &Outputs) -> Vec<AdminEvent> {
-        let codec = Codec::<AdminEvent>::new().unwrap();
-        out.records
-            .iter()
-            .filter(|r| r.topic == "out")
-            .map(|r| codec.decode(&r.payload).unwrap())
-            .collect()
-    }
-
-    fn processor(threshold: i64) -> AdminEvents {
-        let rules = [AlertRule::AdminEventOccurrences {
-            severity: "medium".into(),
-            threshold,
-        }];
-        AdminEvents::new(AdminEventsConfig::default(), "in", "out", "alerts", &rules).unwrap()
-    }
-
-    #[test]
-    fn duplicate_failures_within_the_window_become_one_event_with_a_growing_count() {
-        let mut p = processor(10);
-        let mut state = AdminEventsState::default();
-        let events = run(
-            &mut p,
-            &mut state,
-            &[
-                failure(1000, "timeout"),
-                failure(1100, "timeout"),
-                failure(1500, "timeout"),
-            ],
-        );
-        assert_eq!(events.len(), 3, "re-emitted at every occurrence");
-        let last = events.last().unwrap();
-        assert!(events.iter().all(|e| e.id == last.id), "one stable id");
-        assert_eq!((last.occurrences, last.version), (3, 3));
-        assert_eq!(
-            (last.first_seen, last.last_seen),
-            (1000 * 1_000_000, 1500 * 1_000_000)
-        );
-        assert_eq!(last.expires_at, last.last_seen + 4 * 24 * 3600 * 1_000_000);
-    }
-
-    #[test]
-    fn other_values_or_a_closed_window_start_new_events() {
-        let mut p = processor(10);
-        let mut state = AdminEventsState::default();
-        let events = run(
-            &mut p,
-            &mut state,
-            &[
-                failure(1000, "timeout"),
-                failure(1001, "unauthorized"),
-                failure(1000 + 700, "timeout"),
-            ],
-        );
-        assert_ne!(events[0].id, events[1].id, "different reason");
-        assert_ne!(events[0].id, events[2].id, "the window closed");
-        assert_eq!(events[2].occurrences, 1);
-    }
-
-    #[test]
-    fn reaching_the_threshold_raises_one_alert() {
-        let mut p = processor(2);
-        let mut state = AdminEventsState::default();
-        let mut out = Outputs::default();
-        for (i, t) in [1000, 1010, 1020].iter().enumerate() {
-            let payload = failure(*t, "timeout");
-            let rec = InRecord {
-                topic: "in",
-                partition: 0,
-                offset: i as i64,
-                timestamp_ms: 0,
-                key: None,
-                payload: &payload,
-            };
-            p.process(&mut state, &rec, &mut out).unwrap();
-        }
-        let alerts: Vec<_> = out.records.iter().filter(|r| r.topic == "alerts").collect();
-        assert_eq!(alerts.len(), 1);
-        let alert = Codec::<Alert>::new()
-            .unwrap()
-            .decode(&alerts[0].payload)
-            .unwrap();
-        assert_eq!(
-            (alert.rule.as_str(), alert.severity.as_str()),
-            ("admin_event_occurrences", "medium")
-        );
-    }
-
-    #[test]
-    fn state_restored_from_the_changelog_continues_the_count() {
-        let mut p = processor(10);
-        let mut state = AdminEventsState::default();
-        run(
-            &mut p,
-            &mut state,
-            &[failure(1000, "timeout"), failure(1010, "timeout")],
-        );
-        let mut restored = AdminEventsState::default();
-        for c in state.drain_changes() {
-            restored.apply(&c).unwrap();
-        }
-        let events = run(&mut p, &mut restored, &[failure(1020, "timeout")]);
-        assert_eq!(events[0].occurrences, 3);
-    }
-
-    #[test]
-    fn a_failure_exactly_one_window_after_the_previous_starts_a_new_event() {
-        let mut p = processor(10);
-        let mut state = AdminEventsState::default();
-        let events = run(
-            &mut p,
-            &mut state,
-            &[
-                failure(1000, "timeout"),
-                failure(1000 + 599, "timeout"),
-                failure(1599 + 600, "timeout"),
-            ],
-        );
-        assert_eq!(
-            events[1].id, events[0].id,
-            "less than a window later: folds"
-        );
-        assert_eq!(events[1].occurrences, 2);
-        assert_ne!(
-            events[2].id, events[0].id,
-            "exactly a window later: a new event"
-        );
-        assert_eq!((events[2].occurrences, events[2].version), (1, 1));
-        // The same holds before the event's first failure.
-        let mut state = AdminEventsState::default();
-        let events = run(
-            &mut p,
-            &mut state,
-            &[failure(2000, "timeout"), failure(2000 - 600, "timeout")],
-        );
-        assert_ne!(events[1].id, events[0].id);
-    }
-
-    #[test]
-    fn a_retried_post_of_the_same_failure_counts_once() {
-        let mut p = processor(10);
-        let mut state = AdminEventsState::default();
-        // `failure(t, ..)` has the id f{t}: the second post is a retry of the first.
-        let out = feed(
-            &mut p,
-            &mut state,
-            &[
-                failure(1000, "timeout"),
-                failure(1000, "timeout"),
-                failure(1100, "timeout"),
-            ],
-        );
-        let events = emitted(&out);
-        assert_eq!(events.len(), 2, "the retry emits nothing");
-        assert_eq!((events[1].occurrences, events[1].version), (2, 2));
-        assert_eq!(
-            out.counters.dedupe_hits, 2,
-            "the retry, and the fold of 1100"
-        );
-
-        // Still recognised after a restart, and after a tick while the event is open.
-        let mut restored = AdminEventsState::default();
-        for c in state.drain_changes() {
-            restored.apply(&c).unwrap();
-        }
-        p.tick(&mut restored, 1200 * 1_000_000, &mut Outputs::default());
-        let out = feed(&mut p, &mut restored, &[failure(1100, "timeout")]);
-        assert_eq!((out.records.len(), out.counters.dedupe_hits), (0, 1));
-        let events = run(&mut p, &mut restored, &[failure(1150, "timeout")]);
-        assert_eq!(events[0].occurrences, 3);
-
-        // Forgotten with their event.
-        p.tick(&mut restored, 10_000 * 1_000_000, &mut Outputs::default());
-        assert_eq!(restored.live_keys(), 0);
-    }
-
-    #[test]
-    fn a_snapshot_restores_the_events_and_the_failures_counted_in_them() {
-        let mut p = processor(10);
-        let mut state = AdminEventsState::default();
-        run(
-            &mut p,
-            &mut state,
-            &[
-                failure(1000, "timeout"),
-                failure(1010, "timeout"),
-                failure(1020, "unauthorized"),
-            ],
-        );
-        assert_eq!(state.live_keys(), 2 + 3);
-        crate::state::assert_snapshot_round_trips(&state);
-        let mut restored = AdminEventsState::default();
-        for c in state.snapshot() {
-            restored.apply(&c).unwrap();
-        }
-        let out = feed(&mut p, &mut restored, &[failure(1010, "timeout")]);
-        assert_eq!((out.records.len(), out.counters.dedupe_hits), (0, 1));
-        let events = run(&mut p, &mut restored, &[failure(1030, "timeout")]);
-        assert_eq!(events[0].occurrences, 3);
-    }
-}
+mod tests;

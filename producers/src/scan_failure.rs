@@ -51,11 +51,17 @@ pub fn from_json(v: &Value, received_at: i64) -> Result<Option<ScanFailure>, Inv
         Some(Value::Object(o)) => {
             let full =
                 text(o, "full_name")?.ok_or_else(|| invalid("image.full_name", "missing"))?;
-            let mut image = parse_image(&full).map_err(|r| invalid("image.full_name", r))?;
-            if let Some(d) = text(o, "digest")? {
-                image.digest = Some(d);
+            let image = parse_image(&full).map_err(|r| invalid("image.full_name", r))?;
+            match text(o, "digest")? {
+                // A digest the registry resolved: part of the reference, so normalised with it.
+                Some(d) if image.digest.is_none() => {
+                    let mut with = parse_image(&format!("{full}@{d}"))
+                        .map_err(|r| invalid("image.digest", r))?;
+                    with.original = image.original;
+                    with
+                }
+                _ => image,
             }
-            image
         }
         _ => {
             return Err(invalid(
@@ -118,39 +124,18 @@ fn text(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, InvalidMe
     }
 }
 
-/// Splits `registry/repo/name:tag@sha256:...` into its parts. The first segment is a registry
-/// when it looks like a host (has a dot or a port, or is `localhost`), as container tools decide.
+/// Parses an image reference and normalises it as registries resolve it
+/// ([`secpipe_schemas::image_ref`]): `nginx:1` becomes `docker.io/library/nginx:1`. The
+/// reference as given is kept in `original`.
 pub fn parse_image(reference: &str) -> Result<Image, String> {
-    let full_name = reference.trim();
-    if full_name.is_empty() || full_name.contains(char::is_whitespace) {
-        return Err(format!("'{reference}' is not an image reference"));
-    }
-    let (name_tag, digest) = match full_name.split_once('@') {
-        Some((n, d)) if d.contains(':') => (n, Some(d.to_string())),
-        Some(_) => return Err(format!("'{reference}': digest must be algorithm:hex")),
-        None => (full_name, None),
-    };
-    let (registry, rest) = match name_tag.split_once('/') {
-        Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
-            (Some(first.to_string()), rest)
-        }
-        _ => (None, name_tag),
-    };
-    let (repository, tag) = match rest.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), Some(tag.to_string())),
-        _ => (rest.to_string(), None),
-    };
-    if repository.is_empty() {
-        return Err(format!("'{reference}' has no repository"));
-    }
+    let r = secpipe_schemas::image_ref::ImageRef::parse(reference)?;
     Ok(Image {
-        full_name: full_name.to_string(),
-        registry,
-        repository,
-        tag,
-        digest,
+        full_name: r.canonical(),
+        registry: Some(r.registry),
+        repository: r.repository,
+        tag: r.tag,
+        digest: r.digest,
+        original: Some(reference.trim().to_string()),
     })
 }
 
@@ -218,8 +203,20 @@ mod tests {
     fn image_references_split_like_container_tools_do() {
         let i = parse_image("nginx").unwrap();
         assert_eq!(
-            (i.registry, i.repository.as_str(), i.tag),
-            (None, "nginx", None)
+            (
+                i.registry.as_deref(),
+                i.repository.as_str(),
+                i.tag.as_deref()
+            ),
+            (Some("docker.io"), "library/nginx", Some("latest"))
+        );
+        assert_eq!(i.full_name, "docker.io/library/nginx:latest");
+        assert_eq!(i.original.as_deref(), Some("nginx"));
+        assert_eq!(
+            parse_image("index.docker.io/library/nginx:1")
+                .unwrap()
+                .full_name,
+            parse_image(" nginx:1").unwrap().full_name
         );
         let i = parse_image("localhost:5000/team/app:dev").unwrap();
         assert_eq!(i.registry.as_deref(), Some("localhost:5000"));

@@ -33,7 +33,9 @@ pub struct ScanFailure {
     pub received_at: i64,
 }
 
-/// The image a scan was about, as both failure records describe it.
+/// The image a scan was about, as both failure records describe it: `full_name` is the
+/// reference normalised as registries resolve it ([`crate::image_ref`]), `original` the
+/// reference as given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Image {
     pub full_name: String,
@@ -41,6 +43,22 @@ pub struct Image {
     pub repository: String,
     pub tag: Option<String>,
     pub digest: Option<String>,
+    /// `None` in records written with v1, whose `full_name` is the reference as given.
+    #[serde(default)]
+    pub original: Option<String>,
+}
+
+impl Image {
+    /// The image's identity for dedupe: the normalised reference, also for v1 records whose
+    /// `full_name` was stored as given.
+    pub fn identity(&self) -> String {
+        crate::image_ref::canonical_or_given(&self.full_name)
+    }
+
+    /// The reference as the request gave it.
+    pub fn as_given(&self) -> &str {
+        self.original.as_deref().unwrap_or(&self.full_name)
+    }
 }
 
 impl AvroRecord for ScanFailure {
@@ -57,7 +75,7 @@ impl ScanFailure {
     /// The id of the [`AdminEvent`] this failure folds into.
     pub fn admin_event_id(&self) -> String {
         AdminEvent::derive_id(
-            &self.image.full_name,
+            &self.image.identity(),
             &self.command,
             &self.reason,
             self.cluster.as_deref(),
@@ -75,6 +93,7 @@ pub struct AdminEvent {
     pub image: Image,
     pub reason: String,
     pub cluster: Option<String>,
+    /// The source of the most recent failure.
     pub source: String,
     /// Microseconds since the Unix epoch.
     pub first_seen: i64,
@@ -83,8 +102,12 @@ pub struct AdminEvent {
     pub occurrences: i64,
     /// 1 at the first emission, one more at each re-emission.
     pub version: i64,
-    /// Microseconds since the Unix epoch.
+    /// Microseconds since the Unix epoch: `last_seen` plus the retention in force at emission.
+    /// Readers evaluate expiry from `last_seen` and the current retention instead.
     pub expires_at: i64,
+    /// Every source of the folded failures, sorted; empty in records written with v1.
+    #[serde(default)]
+    pub sources: Vec<String>,
 }
 
 impl AvroRecord for AdminEvent {
@@ -92,6 +115,15 @@ impl AvroRecord for AdminEvent {
 }
 
 impl AdminEvent {
+    /// Every source of the event: `sources`, or `source` for a v1 record.
+    pub fn all_sources(&self) -> Vec<String> {
+        if self.sources.is_empty() {
+            vec![self.source.clone()]
+        } else {
+            self.sources.clone()
+        }
+    }
+
     /// The stable id of the event for failures of `image_full_name` under `command` with
     /// `reason` on `cluster`: every re-emission and every replay computes the same one.
     pub fn derive_id(
@@ -124,6 +156,7 @@ mod tests {
             repository: "shop/checkout".into(),
             tag: tag.map(Into::into),
             digest: digest.map(Into::into),
+            original: Some("quay.io/shop/checkout:1.4.2".into()),
         }
     }
 
@@ -150,6 +183,7 @@ mod tests {
             repository: "library/alpine".into(),
             tag: None,
             digest: None,
+            original: None,
         };
         for f in [failure(Some("prod-eu-1")), bare] {
             assert_eq!(codec.decode(&codec.encode(&f).unwrap()).unwrap(), f);
@@ -172,6 +206,7 @@ mod tests {
             occurrences: 3,
             version: 3,
             expires_at: f.occurred_at + 90_000_000 + 4 * 86_400_000_000,
+            sources: vec!["api".into(), "cli".into()],
         };
         let codec = Codec::<AdminEvent>::new().unwrap();
         assert_eq!(codec.decode(&codec.encode(&event).unwrap()).unwrap(), event);

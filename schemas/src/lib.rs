@@ -8,6 +8,7 @@ mod codec;
 pub mod compat;
 mod error;
 pub mod failures;
+pub mod image_ref;
 pub mod ops;
 pub mod registry;
 pub mod repository;

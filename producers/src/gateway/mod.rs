@@ -4,10 +4,13 @@
 //! rights and rate limit, parsed, and answered 2xx only after the broker acknowledged every
 //! record it produced. Every rejection is a status with a JSON body saying why.
 mod admin_events;
+mod admin_page;
+mod admin_query;
 mod auth;
 mod ingest;
 mod limits;
 mod rejection;
+mod rhacs_events;
 mod tls;
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc};
@@ -77,6 +80,9 @@ pub(crate) struct Gateway {
     ingestor: Ingestor,
     /// Where the admin-events API reads; `None` when the gateway runs without ClickHouse.
     clickhouse: Option<clickhouse::Client>,
+    /// The configured admin-event retention (`processors.admin_events.retention_secs`), in
+    /// force unless an administrator set another at run time.
+    admin_retention_secs: u64,
     cfg: GatewayConfig,
     auth: Authenticator,
     limiter: RateLimiter,
@@ -133,13 +139,21 @@ impl Gateway {
     }
 }
 
+/// Where the admin read APIs read, and the configured admin-event retention.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminStore<'a> {
+    pub clickhouse: &'a secpipe_sinks::clickhouse::ClickHouseConfig,
+    /// `processors.admin_events.retention_secs`.
+    pub retention_secs: u64,
+}
+
 /// Builds the gateway's routes.
 pub fn router(
     cfg: &GatewayConfig,
     producer: EventProducer,
     topics: Topics,
     scans: &ScanConfig,
-    clickhouse: Option<&secpipe_sinks::clickhouse::ClickHouseConfig>,
+    admin: Option<AdminStore<'_>>,
 ) -> Result<Router, String> {
     if cfg.tokens.is_empty() {
         tracing::warn!("gateway.tokens is empty: every request will be refused with 401");
@@ -148,7 +162,8 @@ pub fn router(
         ingestor: Ingestor::new(producer, topics, &cfg.redaction_key)
             .map_err(|e| e.to_string())?
             .with_scan_settings(ScanSettings::new(scans)),
-        clickhouse: clickhouse.map(|c| c.client()),
+        clickhouse: admin.map(|a| a.clickhouse.client()),
+        admin_retention_secs: admin.map_or(0, |a| a.retention_secs),
         auth: Authenticator::new(&cfg.tokens, cfg.rate_limit_per_token),
         limiter: RateLimiter::default(),
         cfg: cfg.clone(),
@@ -161,7 +176,17 @@ pub fn router(
         .route("/v1/scan-failures", post(ingest::scan_failure))
         .route("/v1/telemetry", post(ingest::telemetry))
         .route("/v1/admin-events", get(admin_events::list))
+        .route(
+            "/v1/admin-events/settings",
+            get(admin_events::get_settings).put(admin_events::put_settings),
+        )
         .route("/v1/admin-events/{id}", get(admin_events::get))
+        .route("/v1/admin-events/{id}/failures", get(admin_events::failures))
+        // RHACS's administration-events API over the same events.
+        .route("/v1/administration/events", get(rhacs_events::list))
+        .route("/v1/administration/events/{id}", get(rhacs_events::get))
+        .route("/v1/count/administration/events", get(rhacs_events::count))
+        .route("/admin/events", get(admin_page::page))
         .route("/healthz", get(|| async { "ok" }))
         // Every rejection is JSON, the router's own too.
         .fallback(|| async { Rejection::NotFound("no such endpoint".into()) })
@@ -170,7 +195,7 @@ pub fn router(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
                 axum::Json(serde_json::json!({
                     "error": "method_not_allowed",
-                    "reason": "this endpoint does not take this method (POST for ingest, GET for the admin API)",
+                    "reason": "this endpoint does not take this method (POST for ingest, GET for the admin API, PUT for its settings)",
                 })),
             )
         })
@@ -187,10 +212,10 @@ pub async fn serve(
     producer: EventProducer,
     topics: Topics,
     scans: &ScanConfig,
-    clickhouse: Option<&secpipe_sinks::clickhouse::ClickHouseConfig>,
+    admin: Option<AdminStore<'_>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(cfg, producer, topics, scans, clickhouse)
+    let app = router(cfg, producer, topics, scans, admin)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     let addr = listener.local_addr()?;
     match (&cfg.tls_cert, &cfg.tls_key) {

@@ -56,6 +56,7 @@ fn image() -> Image {
         repository: "acme/api".into(),
         tag: Some("1.4".into()),
         digest: Some("sha256:0123abcd".into()),
+        original: Some("Quay.io/acme/api:1.4@sha256:0123abcd".into()),
     }
 }
 
@@ -150,6 +151,7 @@ pub fn all() -> Samples {
             occurrences: 7,
             version: 7,
             expires_at: 1_732_776_900_000_000,
+            sources: vec!["api".into(), "cli".into()],
         }],
         alerts: vec![Alert {
             alert_id: "al-1".into(),

@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "repository_identity",
         sql: include_str!("migrations/0007_repository_identity.sql"),
     },
+    Migration {
+        version: 8,
+        name: "admin_events_rhacs",
+        sql: include_str!("migrations/0008_admin_events_rhacs.sql"),
+    },
 ];
 
 #[derive(Debug, clickhouse::Row, Serialize, Deserialize)]

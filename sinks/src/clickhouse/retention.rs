@@ -1,7 +1,10 @@
 //! Expiry of old data. Day-partitioned tables are expired by dropping whole partitions older than
 //! their retention, which works on every server version (ClickHouse 18.16 has no table TTL).
 //! On servers with TTL (19.6 and later) the tables also get an equivalent TTL, so they expire
-//! between runs as well.
+//! between runs as well. Admin events are the exception: their retention can change at run time
+//! and applies to existing events, so each run deletes the versions last seen longer ago than the
+//! retention in force then (a mutation, available on 18.16 too) instead of dropping partitions
+//! by the expiry stored at emission.
 use serde::{Deserialize, Serialize};
 
 use super::{classify, ClickHouseConfig};
@@ -33,8 +36,6 @@ impl Default for RetentionConfig {
 }
 
 /// One table's rule: partitions (`YYYYMMDD`) older than `keep_days` days before today go.
-/// `keep_days` 0 means "partitions before today", used for `admin_events`, which is partitioned
-/// by expiry day.
 struct Rule {
     table: &'static str,
     keep_days: u32,
@@ -44,11 +45,6 @@ struct Rule {
 
 fn rules(cfg: &RetentionConfig) -> Vec<Rule> {
     vec![
-        Rule {
-            table: "admin_events",
-            keep_days: 0,
-            ttl: "expires_at".into(),
-        },
         Rule {
             table: "telemetry_events",
             keep_days: cfg.telemetry_days,
@@ -85,21 +81,30 @@ pub struct RetentionReport {
     pub dropped: Vec<String>,
     /// Tables given a TTL (new servers only).
     pub ttl_set: Vec<String>,
+    /// Admin-event versions deleted because they were last seen longer ago than the retention
+    /// in force.
+    pub admin_event_rows_deleted: u64,
 }
 
-/// Drops expired partitions (and sets TTLs on servers that support them). `today` is
+/// Drops expired partitions (and sets TTLs on servers that support them), and deletes admin
+/// events last seen longer ago than the retention in force: the one set at run time, else
+/// `admin_events_retention_secs` (`processors.admin_events.retention_secs`). `today` is
 /// `YYYYMMDD` of the server's current date, so every decision is the server's.
 pub async fn run(
     ch: &ClickHouseConfig,
     cfg: &RetentionConfig,
+    admin_events_retention_secs: u64,
 ) -> Result<RetentionReport, SinkError> {
     let client = ch.client();
+    let mut report = RetentionReport {
+        admin_event_rows_deleted: prune_admin_events(&client, admin_events_retention_secs).await?,
+        ..Default::default()
+    };
     let version: String = client
         .query("SELECT version()")
         .fetch_one()
         .await
         .map_err(classify)?;
-    let mut report = RetentionReport::default();
     let ttl = parse_version(&version).is_some_and(has_table_ttl);
     for rule in rules(cfg) {
         if ttl {
@@ -146,6 +151,36 @@ pub async fn run(
         }
     }
     Ok(report)
+}
+
+/// Deletes every admin-event version last seen `retention` or longer ago. The newest version of
+/// an event has its greatest `last_seen`, so a live event loses only superseded versions and an
+/// expired one goes whole. Returns how many rows were deleted (the mutation runs in the
+/// background; readers already skip expired events).
+async fn prune_admin_events(
+    client: &clickhouse::Client,
+    configured_secs: u64,
+) -> Result<u64, SinkError> {
+    let retention = super::admin_api::effective_retention(client, configured_secs).await?;
+    let cond = format!("toUInt64(last_seen) + {retention} <= toUInt64(now())");
+    let n: u64 = client
+        .query(&format!("SELECT count() FROM admin_events WHERE {cond}"))
+        .fetch_one()
+        .await
+        .map_err(classify)?;
+    if n > 0 {
+        client
+            .query(&format!("ALTER TABLE admin_events DELETE WHERE {cond}"))
+            .execute()
+            .await
+            .map_err(classify)?;
+        tracing::info!(
+            rows = n,
+            retention_secs = retention,
+            "expired admin events deleted"
+        );
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

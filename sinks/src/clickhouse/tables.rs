@@ -140,6 +140,7 @@ pub struct ScanFailureRow {
     pub cluster: String,
     pub occurred_at: u32,
     pub received_at: u32,
+    pub original: String,
 }
 
 impl From<&ScanFailure> for ScanFailureRow {
@@ -158,6 +159,7 @@ impl From<&ScanFailure> for ScanFailureRow {
             cluster: text(&f.cluster),
             occurred_at: secs(f.occurred_at),
             received_at: secs(f.received_at),
+            original: text(&f.image.original),
         }
     }
 }
@@ -180,6 +182,8 @@ pub struct AdminEventRow {
     pub occurrences: u64,
     pub version: u64,
     pub expires_at: u32,
+    pub original: String,
+    pub sources: Vec<String>,
 }
 
 impl From<&AdminEvent> for AdminEventRow {
@@ -201,6 +205,8 @@ impl From<&AdminEvent> for AdminEventRow {
             occurrences: count(e.occurrences),
             version: count(e.version),
             expires_at: secs(e.expires_at),
+            original: text(&e.image.original),
+            sources: e.all_sources(),
         }
     }
 }
