@@ -81,9 +81,37 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         "      {} end-of-scan messages to /track (plus one retried post)",
         lines.len()
     );
-    let sarif = expect_ok(post("/v1/sarif", SAMPLE_SARIF.to_string()).await?).await?;
+    // The ShiftLeft scan client as it really posts: no header (the token in the path), a
+    // fragment first, then the summary with emoji short codes and today's scanner names. Its
+    // repository shares a name with the samples' shop-web, in another organisation.
+    let run_id = uuid::Uuid::new_v4().to_string();
+    for body in [
+        serde_json::json!({"id": run_id, "depscan_summary": [], "tool": "@ShiftLeft/scan"}),
+        serde_json::json!({"id": run_id, "tool": "@ShiftLeft/scan", "scan_mode": "ci",
+            "repo_type": ["nodejs"],
+            "repo_context": {"repositoryName": "shop-web", "repositoryUri": "git@git.example.com:outlet/shop-web.git",
+                "branch": "main", "revisionId": "9e8d7c6", "invokedBy": "erin", "pullRequest": false},
+            "report_summary": {"JavaScript Source Analyzer": {"tool": "JavaScript Source Analyzer",
+                "critical": 1, "high": 0, "medium": 2, "low": 0, "status": ":cross_mark:"}}}),
+    ] {
+        let r = http
+            .post(format!("{base}/track/{token}"))
+            .json(&body)
+            .send()
+            .await?;
+        expect_ok(r).await?;
+    }
+    println!("      the scan client's two posts to /track/<token> (no header; short codes)");
+    let sarif = expect_ok(
+        post(
+            "/v1/sarif?repository_uri=https://git.example.com/shop/shop-web&commit_sha=a1b2c3d4&ref=refs/heads/main&category=njsscan",
+            SAMPLE_SARIF.to_string(),
+        )
+        .await?,
+    )
+    .await?;
     println!(
-        "      a SARIF report to /v1/sarif: {} findings",
+        "      a SARIF report to /v1/sarif with its scan context: {} findings",
         sarif["findings"]
     );
     let mut failures = 0;
@@ -210,12 +238,12 @@ async fn report(
         "SELECT repository, invokers, scans FROM v_repository_contacts ORDER BY repository",
     )
     .await?;
-    print_query(client, "Status of all Node.js applications (v_nodejs_status):", "SELECT repository, status, critical, high, branch FROM v_nodejs_status ORDER BY repository").await?;
+    print_query(client, "Status of all Node.js applications (v_nodejs_status):", "SELECT repository, branch, status, critical, high FROM v_nodejs_status ORDER BY repository, branch").await?;
     print_query(client, "Failed scans per image and reason (v_failed_scans):", "SELECT image, reason, command, occurrences FROM v_failed_scans ORDER BY occurrences DESC, image").await?;
     print_query(
         client,
         "SARIF findings:",
-        "SELECT repository, rule_id, level, file, line FROM findings FINAL ORDER BY file",
+        "SELECT repository, rule_id, level, severity, file, line, start_column FROM v_findings ORDER BY file, line",
     )
     .await?;
     print_query(client, "Telemetry by event type (heartbeats become per-minute rollups):", "SELECT event_type, count() AS events FROM telemetry_events FINAL GROUP BY event_type ORDER BY events DESC").await?;
