@@ -144,6 +144,7 @@ where
             })
         };
     let mut observe_tick = tokio::time::interval(Duration::from_secs(5));
+    let mut late_tick = tokio::time::interval(Duration::from_secs(1));
     // Backpressure: a full batch waits for the one in flight without reading more. Once that
     // lasts PAUSE_AFTER (the destination is slow or down), the partitions are paused and polling
     // resumes, so the group keeps this member however long it lasts. On resume every partition
@@ -184,6 +185,25 @@ where
             }
             _ = tokio::time::sleep_until(deadline), if !batch.is_empty() && in_flight.is_none() => {}
             _ = observe_tick.tick() => member.observe().await,
+            _ = late_tick.tick(), if idle_sink.is_some() => {
+                let sink = idle_sink.as_mut().expect("guarded");
+                match sink.late_rejections().await {
+                    Ok(late) => {
+                        for r in late {
+                            tracing::warn!(stage, topic, reason = %r.reason,
+                                "record given up on after its batch; sent to the dead-letter topic");
+                            let origin = Origin {
+                                partition: -1,
+                                offset: -1,
+                                key: Some(r.key),
+                                payload: r.payload,
+                            };
+                            dlq.send(topic, &origin, "refused", &r.reason).await?;
+                        }
+                    }
+                    Err(e) => tracing::warn!(stage, error = %e, "sink not ready; asking again"),
+                }
+            }
             _ = member.changed() => {}
             _ = tokio::time::sleep_until(full_since.map_or(deadline, |t| t + PAUSE_AFTER)),
                 if full_since.is_some() && !member.is_paused() => {}

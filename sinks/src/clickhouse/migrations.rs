@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "scan_results_origin",
         sql: include_str!("migrations/0006_scan_results_origin.sql"),
     },
+    Migration {
+        version: 17,
+        name: "notification_state",
+        sql: include_str!("migrations/0017_notification_state.sql"),
+    },
 ];
 
 #[derive(Debug, clickhouse::Row, Serialize, Deserialize)]

@@ -13,9 +13,14 @@ use super::{
 };
 
 /// Everything the [`Notifier`](super::Notifier) needs (section `[notify]`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NotifyConfig {
+    /// Deliveries in progress at once per endpoint (each endpoint has its own lane, so a hung
+    /// one only holds itself). One incident's messages keep their order. Default 4.
+    pub concurrency_per_endpoint: usize,
+    /// A restart resumes deliveries queued within this many hours and not finished. Default 24.
+    pub resume_within_hours: u64,
     /// Retries of failed attempts.
     pub retry: RetryConfig,
     /// Throttling of repeated alerts and events.
@@ -26,6 +31,19 @@ pub struct NotifyConfig {
     /// Which notifications go where (`[[notify.routes]]`); a notification goes to every
     /// endpoint of every route it matches, once. Default none.
     pub routes: Vec<RouteConfig>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            concurrency_per_endpoint: 4,
+            resume_within_hours: 24,
+            retry: RetryConfig::default(),
+            throttle: ThrottleConfig::default(),
+            integrations: BTreeMap::new(),
+            routes: Vec::new(),
+        }
+    }
 }
 
 /// Retries (section `[notify.retry]`). Attempt n waits `initial_backoff_ms * 2^(n-1)`, capped

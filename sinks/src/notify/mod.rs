@@ -7,6 +7,8 @@ mod config;
 mod deliver;
 mod email;
 mod http;
+mod journal;
+mod lanes;
 mod message;
 mod opsgenie;
 mod pagerduty;
