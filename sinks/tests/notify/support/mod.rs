@@ -195,6 +195,7 @@ pub fn config(integrations: Vec<(&str, IntegrationConfig)>) -> NotifyConfig {
             to: names,
             ..Default::default()
         }],
+        ..Default::default()
     }
 }
 
