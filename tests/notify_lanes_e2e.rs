@@ -1,0 +1,420 @@
+//! The notifier as an on-call engineer depends on it, end to end with real local HTTP
+//! receivers, the real broker and the real ClickHouse: a hung endpoint delays no other
+//! integration; a kill -9 mid-batch resends nothing that was delivered; `secpipe run` delivers,
+//! and a clean scan after a failing one resolves the PagerDuty incident and closes the Opsgenie
+//! alert.
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::{extract::State, http::StatusCode, Router};
+use common::*;
+use secpipe::{roles, runtime::Shutdown};
+use secpipe_schemas::{alert::Alert, Codec};
+use serde_json::json;
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+struct Request {
+    path: String,
+    webhook_id: Option<String>,
+    body: String,
+    at: Instant,
+    /// Answered 2xx (false: held until the sender went away).
+    acked: bool,
+}
+
+/// A local HTTP server standing in for one integration's API. It answers 200, or holds
+/// requests without answering (a hung endpoint; or, once `hold_after` requests were answered,
+/// every later one).
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    log: Arc<Mutex<Vec<Request>>>,
+    hold_after: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let r = Receiver {
+            url: String::new(),
+            log: Arc::default(),
+            hold_after: Arc::new(AtomicUsize::new(usize::MAX)),
+        };
+        async fn handle(
+            State(r): State<Receiver>,
+            uri: axum::http::Uri,
+            headers: axum::http::HeaderMap,
+            body: String,
+        ) -> StatusCode {
+            let index = {
+                let mut log = r.log.lock().unwrap();
+                log.push(Request {
+                    path: uri.to_string(),
+                    webhook_id: headers
+                        .get("webhook-id")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string),
+                    body,
+                    at: Instant::now(),
+                    acked: false,
+                });
+                let acked = log.iter().filter(|q| q.acked).count();
+                (acked < r.hold_after.load(Ordering::SeqCst)).then_some(log.len() - 1)
+            };
+            let Some(index) = index else {
+                // Hung: never answers; dropped when the sender goes away.
+                std::future::pending::<()>().await;
+                unreachable!()
+            };
+            r.log.lock().unwrap()[index].acked = true;
+            StatusCode::OK
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let r = Receiver { url, ..r };
+        let app = Router::new().fallback(handle).with_state(r.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        r
+    }
+
+    fn hang(&self) {
+        self.hold_after.store(0, Ordering::SeqCst);
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn acked(&self) -> Vec<Request> {
+        self.requests().into_iter().filter(|r| r.acked).collect()
+    }
+}
+
+/// The alert id `run-NNN` a request is about (every payload names it).
+fn alert_id_in(run: &str, body: &str) -> Option<String> {
+    let at = body.find(run)?;
+    body.get(at..at + run.len() + 4).map(str::to_string)
+}
+
+fn alert(id: &str, tags: &[&str]) -> Alert {
+    Alert {
+        alert_id: id.into(),
+        rule: "scan_failed".into(),
+        severity: "high".into(),
+        kind: "result".into(),
+        title: format!("alert {id}"),
+        description: "a scanner reported a cross".into(),
+        dedup_key: format!("dedup/{id}"),
+        status: "open".into(),
+        source_topic: "t".into(),
+        source_id: format!("src-{id}"),
+        resources: vec!["shop-web".into()],
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        attributes: Default::default(),
+        raised_at: secpipe_schemas::now_micros(),
+    }
+}
+
+fn encoded(alerts: &[Alert]) -> Vec<(String, Vec<u8>)> {
+    let codec = Codec::<Alert>::new().unwrap();
+    alerts
+        .iter()
+        .map(|a| (a.dedup_key.clone(), codec.encode(a).unwrap()))
+        .collect()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Alerts to a fast webhook, one at a time: first alone (the baseline), then each also routed to
+/// a webhook that never answers. The fast one's latency may grow by 200 ms at most.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_endpoint_delays_another_integration_by_at_most_200_ms() {
+    let fast = Receiver::start().await;
+    let hung = Receiver::start().await;
+    hung.hang();
+    let mut s = settings("notifyhung");
+    fresh_database(&mut s).await;
+    s.notifier.group_id = format!("{}.notify", s.loader.group_id);
+    s.notifier.batch_max_wait_ms = 10;
+    s.notify = serde_json::from_value(json!({
+        "retry": {"max_attempts": 3, "initial_backoff_ms": 100, "max_backoff_ms": 200, "timeout_ms": 10000},
+        "integrations": {
+            "fast": {"type": "webhook", "endpoints": [format!("{}/fast", fast.url)]},
+            "hung": {"type": "webhook", "endpoints": [format!("{}/hung", hung.url)]}
+        },
+        "routes": [
+            {"name": "all", "to": ["fast"]},
+            {"name": "page", "tags": ["page"], "to": ["hung"]}
+        ]
+    }))
+    .unwrap();
+    require_stack(&s).await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let (trigger, shutdown) = Shutdown::new();
+    let task = tokio::spawn(roles::notifier(s.clone(), shutdown));
+
+    let latency = |n: usize| {
+        let s = s.clone();
+        let fast = fast.clone();
+        let run = run.clone();
+        async move {
+            let before = fast.acked().len();
+            let sent = Instant::now();
+            produce_many(
+                &s,
+                &s.kafka.topics.alerts,
+                &encoded(&[alert(
+                    &format!("{run}-{n:03}"),
+                    if n >= 100 { &["page"] } else { &[] },
+                )]),
+            )
+            .await;
+            let got = eventually(90, "the fast webhook's delivery", || {
+                let fast = fast.clone();
+                async move {
+                    let acked = fast.acked();
+                    (acked.len() > before).then(|| acked[before].at)
+                }
+            })
+            .await;
+            got.duration_since(sent)
+        }
+    };
+    // The first delivery waits for the consumer group: not part of the baseline.
+    latency(0).await;
+    let mut baseline = Vec::new();
+    for n in 1..=5 {
+        baseline.push(latency(n).await);
+    }
+    let mut with_hung = Vec::new();
+    for n in 100..105 {
+        with_hung.push(latency(n).await);
+    }
+    let base = median(baseline.clone());
+    let worst = *with_hung.iter().max().unwrap();
+    eprintln!("fast webhook latency: alone {baseline:?} (median {base:?}); with a hung endpoint on every alert {with_hung:?}");
+    // The hung endpoint really held every one of those alerts while the fast one delivered.
+    let held = hung.requests();
+    assert_eq!(
+        held.len(),
+        5,
+        "every paging alert reached the hung endpoint"
+    );
+    assert!(held.iter().all(|r| !r.acked));
+    assert!(
+        worst <= base + Duration::from_millis(200),
+        "a hung endpoint delayed another integration by {:?} (worst {worst:?}, baseline {base:?})",
+        worst.saturating_sub(base)
+    );
+    trigger.trigger();
+    task.await.unwrap().unwrap();
+}
+
+/// Four integrations (webhook, Slack, PagerDuty, Opsgenie), 100 alerts in one batch, kill -9 of
+/// `secpipe sink notify` while about a quarter of the deliveries were answered and the rest are
+/// queued or waiting on an answer, then a restart.
+///
+/// What it measures: the receivers hold every request after their 25th answered one, and the
+/// kill comes once ClickHouse has the attempts of every answered request, i.e. outside the window
+/// no process can close (a 2xx received but not yet written down; a crash there resends, which
+/// the idempotency keys make harmless at PagerDuty, Opsgenie and webhook receivers that dedupe on
+/// `webhook-id`). Held requests were never answered: the sender cannot know they arrived, so
+/// they are sent again after the restart, and they count as unanswered, not as duplicates.
+/// Expected: every alert answered exactly once per endpoint, `notification_deliveries` holding
+/// exactly one `delivered` row per answered request, and nothing queued twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_batch_then_restart_delivers_every_alert_once_per_endpoint() {
+    let receivers = [
+        ("hook", Receiver::start().await),
+        ("slack", Receiver::start().await),
+        ("pd", Receiver::start().await),
+        ("og", Receiver::start().await),
+    ];
+    for (_, r) in &receivers {
+        r.hold_after.store(25, Ordering::SeqCst);
+    }
+    let url = |name: &str| {
+        receivers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap()
+            .1
+            .url
+            .clone()
+    };
+    let mut s = settings("notifykill");
+    fresh_database(&mut s).await;
+    require_stack(&s).await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let config = std::env::temp_dir().join(format!("secpipe-notifykill-{run}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[notify.retry]
+max_attempts = 5
+initial_backoff_ms = 100
+max_backoff_ms = 1000
+timeout_ms = 60000
+
+[notify.integrations.hook]
+type = "webhook"
+endpoints = ["{hook}/hook"]
+
+[notify.integrations.slack]
+type = "slack"
+endpoints = ["{slack}/services/T0/B0/X"]
+
+[notify.integrations.pd]
+type = "pagerduty"
+endpoints = ["R0UT1NGKEY0123456789abcdef012345"]
+api_url = "{pd}"
+
+[notify.integrations.og]
+type = "opsgenie"
+endpoints = ["00000000-0000-0000-0000-000000000000"]
+api_url = "{og}"
+
+[[notify.routes]]
+name = "everything"
+to = ["hook", "slack", "pd", "og"]
+"#,
+            hook = url("hook"),
+            slack = url("slack"),
+            pd = url("pd"),
+            og = url("og"),
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap().to_string();
+    let mut env = child_env(&s);
+    env.push((
+        "SECPIPE__NOTIFIER__GROUP_ID".into(),
+        format!("{}.notify", s.loader.group_id),
+    ));
+    env.push(("SECPIPE__NOTIFIER__BATCH_MAX_ROWS".into(), "100".into()));
+    env.push(("SECPIPE__NOTIFIER__BATCH_MAX_WAIT_MS".into(), "500".into()));
+    let alerts: Vec<Alert> = (0..100)
+        .map(|i| alert(&format!("{run}-{i:03}"), &[]))
+        .collect();
+    produce_many(&s, &s.kafka.topics.alerts, &encoded(&alerts)).await;
+    let mut notifier = Role::start(&["--config", &cfg, "sink", "notify"], &env);
+
+    // Mid-batch: every receiver answered 25 and holds the rest; every answer is written down.
+    eventually(90, "25 answered deliveries at every receiver", || async {
+        receivers
+            .iter()
+            .all(|(_, r)| r.acked().len() >= 25)
+            .then_some(())
+    })
+    .await;
+    let client = s.clickhouse.client();
+    let delivered_rows = || {
+        let client = client.clone();
+        let run = run.clone();
+        async move {
+            client
+                .query("SELECT integration, notification_id FROM notification_deliveries WHERE startsWith(notification_id, ?) AND outcome = 'delivered'")
+                .bind(run)
+                .fetch_all::<(String, String)>()
+                .await
+                .unwrap()
+        }
+    };
+    eventually(30, "the answered deliveries written down", || async {
+        (delivered_rows().await.len() == 100).then_some(())
+    })
+    .await;
+    notifier.kill_9();
+    let acked_before: usize = receivers.iter().map(|(_, r)| r.acked().len()).sum();
+    let held_at_kill: usize = receivers
+        .iter()
+        .map(|(_, r)| r.requests().iter().filter(|q| !q.acked).count())
+        .sum();
+    assert_eq!(
+        acked_before, 100,
+        "25 per receiver answered before the kill"
+    );
+    assert!(held_at_kill >= 4, "requests were in flight at the kill");
+    for (_, r) in &receivers {
+        r.hold_after.store(usize::MAX, Ordering::SeqCst);
+    }
+
+    // The restart resumes from the outbox; a consumer-group rebalance after a kill -9 can take
+    // tansu 40 s or more, hence the deadlines.
+    notifier.restart();
+    eventually(120, "every alert answered at every receiver", || async {
+        receivers
+            .iter()
+            .all(|(_, r)| r.acked().len() >= 100)
+            .then_some(())
+    })
+    .await;
+    let rows = eventually(60, "every delivery written down", || async {
+        let rows = delivered_rows().await;
+        (rows.len() >= 400).then_some(rows)
+    })
+    .await;
+    notifier.kill_9();
+
+    let mut raw_total = 0;
+    let mut unanswered = 0;
+    for (name, r) in &receivers {
+        let requests = r.requests();
+        raw_total += requests.len();
+        unanswered += requests.iter().filter(|q| !q.acked).count();
+        let mut answered: Vec<String> = requests
+            .iter()
+            .filter(|q| q.acked)
+            .map(|q| alert_id_in(&run, &q.body).unwrap_or_else(|| panic!("{name}: {}", q.body)))
+            .collect();
+        answered.sort();
+        let count = answered.len();
+        answered.dedup();
+        assert_eq!(
+            count - answered.len(),
+            0,
+            "{name}: duplicates among the answered requests"
+        );
+        assert_eq!(answered.len(), 100, "{name}: every alert answered");
+        let mut recorded: Vec<String> = rows
+            .iter()
+            .filter(|(i, _)| i == name)
+            .map(|(_, id)| id.clone())
+            .collect();
+        recorded.sort();
+        assert_eq!(
+            recorded, answered,
+            "{name}: notification_deliveries says delivered exactly what the receiver answered"
+        );
+        if *name == "hook" {
+            assert!(requests
+                .iter()
+                .filter(|q| q.acked)
+                .all(|q| q.webhook_id.as_deref() == alert_id_in(&run, &q.body).as_deref()));
+        }
+        if *name == "og" {
+            assert!(requests.iter().all(|q| q.path == "/v2/alerts"));
+        }
+    }
+    assert_eq!(rows.len(), 400);
+    assert_eq!(
+        unanswered, held_at_kill,
+        "the only unanswered requests are those in flight at the kill"
+    );
+    assert_eq!(raw_total, 400 + held_at_kill);
+    let queued: u64 = client
+        .query("SELECT count() FROM notification_outbox WHERE startsWith(notification_id, ?)")
+        .bind(&run)
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(queued, 400, "each delivery queued once, across the restart");
+    eprintln!("kill -9 mid-batch: 100 answered before the kill, {held_at_kill} in flight at the kill (resent after the restart), 400 answered in all, 0 duplicates");
+}
