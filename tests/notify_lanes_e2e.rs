@@ -418,3 +418,153 @@ to = ["hook", "slack", "pd", "og"]
     assert_eq!(queued, 400, "each delivery queued once, across the restart");
     eprintln!("kill -9 mid-batch: 100 answered before the kill, {held_at_kill} in flight at the kill (resent after the restart), 400 answered in all, 0 duplicates");
 }
+
+/// `secpipe run` as one process, fed through its gateway: a failing scan reaches a webhook,
+/// triggers a PagerDuty incident and creates an Opsgenie alert; a clean scan of the same
+/// repository and branch then resolves the incident and closes the alert, under the same key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secpipe_run_delivers_and_a_clean_scan_resolves_pagerduty_and_closes_opsgenie() {
+    let hook = Receiver::start().await;
+    let pd = Receiver::start().await;
+    let og = Receiver::start().await;
+    let mut s = settings("notifyrun");
+    fresh_database(&mut s).await;
+    require_stack(&s).await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let config = std::env::temp_dir().join(format!("secpipe-notifyrun-{run}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[gateway.tokens]]
+name = "producer"
+sha256 = "{token}"
+
+[notify.retry]
+initial_backoff_ms = 100
+max_backoff_ms = 1000
+
+[notify.integrations.hook]
+type = "webhook"
+endpoints = ["{hook}/hook"]
+
+[notify.integrations.pd]
+type = "pagerduty"
+endpoints = ["R0UT1NGKEY0123456789abcdef012345"]
+api_url = "{pd}"
+
+[notify.integrations.og]
+type = "opsgenie"
+endpoints = ["00000000-0000-0000-0000-000000000000"]
+api_url = "{og}"
+
+[[notify.routes]]
+name = "everything"
+to = ["hook", "pd", "og"]
+"#,
+            token = secpipe_producers::gateway::hash_token(PRODUCER_TOKEN),
+            hook = hook.url,
+            pd = pd.url,
+            og = og.url,
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap().to_string();
+    let gateway = format!("127.0.0.1:{}", free_port());
+    let mut env = child_env(&s);
+    env.push(("SECPIPE__GATEWAY__LISTEN".into(), gateway.clone()));
+    env.push((
+        "SECPIPE__NOTIFIER__GROUP_ID".into(),
+        format!("{}.notify", s.loader.group_id),
+    ));
+    let mut secpipe = Role::start(&["--config", &cfg, "run"], &env);
+    let repo = format!("repo-{run}");
+    let scan = |status: &str| {
+        json!({
+            "tool": "@ShiftLeft/scan",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "repo_context": {"branch": "main", "repositoryName": repo,
+                "repositoryUri": "https://git.example.com/team/app", "invokedBy": "alice"},
+            "repo_type": ["nodejs"],
+            "report_summary": {
+                "Source code analyzer for JavaScript": {"critical": 0, "high": 2, "medium": 0,
+                    "low": 0, "status": status, "tool": "njsscan"}
+            }
+        })
+    };
+    let http = reqwest::Client::new();
+    let post = |body: serde_json::Value| {
+        let http = http.clone();
+        let url = format!("http://{gateway}/track");
+        async move {
+            eventually(60, "the gateway accepts the scan", || {
+                let (http, url, body) = (http.clone(), url.clone(), body.clone());
+                async move {
+                    let resp = http
+                        .post(url)
+                        .bearer_auth(PRODUCER_TOKEN)
+                        .json(&body)
+                        .send()
+                        .await
+                        .ok()?;
+                    (resp.status() == 200).then_some(())
+                }
+            })
+            .await
+        }
+    };
+    post(scan("❌")).await;
+    let key = format!("scan_failed/{repo}/main");
+    eventually(
+        120,
+        "the failing scan at the webhook, PagerDuty and Opsgenie",
+        || async {
+            (!hook.acked().is_empty() && !pd.acked().is_empty() && !og.acked().is_empty())
+                .then_some(())
+        },
+    )
+    .await;
+    let alert: serde_json::Value = serde_json::from_str(&hook.acked()[0].body).unwrap();
+    assert!(
+        alert.to_string().contains(&key),
+        "the webhook got the scan alert: {alert}"
+    );
+    let trigger: serde_json::Value = serde_json::from_str(&pd.acked()[0].body).unwrap();
+    assert_eq!(
+        (
+            trigger["event_action"].as_str(),
+            trigger["dedup_key"].as_str()
+        ),
+        (Some("trigger"), Some(key.as_str()))
+    );
+    let created: serde_json::Value = serde_json::from_str(&og.acked()[0].body).unwrap();
+    assert_eq!(created["alias"], key);
+
+    post(scan("✅")).await;
+    eventually(120, "the resolution at PagerDuty and Opsgenie", || async {
+        (pd.acked().len() >= 2 && og.acked().len() >= 2).then_some(())
+    })
+    .await;
+    let resolve: serde_json::Value = serde_json::from_str(&pd.acked()[1].body).unwrap();
+    assert_eq!(
+        (
+            resolve["event_action"].as_str(),
+            resolve["dedup_key"].as_str()
+        ),
+        (Some("resolve"), Some(key.as_str()))
+    );
+    let close = &og.acked()[1];
+    assert_eq!(
+        close.path,
+        format!("/v2/alerts/scan_failed%2F{repo}%2Fmain/close?identifierType=alias")
+    );
+    eventually(30, "the resolved message at the webhook", || async {
+        hook.acked()
+            .iter()
+            .any(|r| r.body.contains("resolved") && r.body.contains(&key))
+            .then_some(())
+    })
+    .await;
+    let status = secpipe.sigterm(30);
+    assert!(status.success(), "secpipe run exits cleanly: {status}");
+}
