@@ -43,6 +43,11 @@ enum Command {
     },
     /// Run every role in one process.
     Run,
+    /// Send a notification by hand, outside the alert stream.
+    Notify {
+        #[command(subcommand)]
+        notify: NotifyCommand,
+    },
     /// Create or upgrade ClickHouse tables (safe to rerun).
     Migrate {
         /// Only list every migration as applied (with when) or pending; change nothing.
@@ -96,6 +101,27 @@ enum Command {
     Stack {
         #[command(subcommand)]
         stack: StackCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NotifyCommand {
+    /// Send a payload already in the integration's own format (JSON) to one endpoint, or to
+    /// every endpoint of the integration when --endpoint is not given.
+    Raw {
+        /// The integration's name in [notify.integrations].
+        integration: String,
+        /// The endpoint (URL, routing key, recipient, topic ARN) instead of the configured ones.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// File holding the JSON payload; `-` reads standard input.
+        #[arg(default_value = "-")]
+        file: String,
+    },
+    /// Send a test alert to every endpoint of an integration.
+    Test {
+        /// The integration's name in [notify.integrations].
+        integration: String,
     },
 }
 
@@ -320,6 +346,23 @@ fn main() -> anyhow::Result<()> {
                 sink: SinkCommand::Notify,
             } => with_ops("sink notify", roles::notifier(settings.clone(), shutdown.clone()).boxed()).await,
             Command::Run => with_ops("run", roles::run_all(settings.clone(), shutdown.clone()).boxed()).await,
+            Command::Notify { notify } => {
+                use secpipe_sinks::notify::manual;
+                let report = match notify {
+                    NotifyCommand::Raw { integration, endpoint, file } => {
+                        let text = if file == "-" {
+                            std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+                        } else {
+                            std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?
+                        };
+                        let payload: serde_json::Value = serde_json::from_str(&text)
+                            .with_context(|| format!("{file} is not JSON"))?;
+                        manual::raw(&settings.notify, &integration, endpoint.as_deref(), payload).await?
+                    }
+                    NotifyCommand::Test { integration } => manual::test(&settings.notify, &integration).await?,
+                };
+                secpipe::operate::print_delivery(&report)
+            }
             Command::Process { processor } => {
                 with_ops("process", roles::processor(settings.clone(), processor, shutdown.clone()).boxed()).await
             }

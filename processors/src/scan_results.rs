@@ -190,15 +190,7 @@ impl ScanResults {
                 source_id: &report.id,
                 resources: vec![repo.to_string()],
                 tags: report.team.iter().map(|t| format!("team:{t}")).collect(),
-                attributes: [
-                    ("branch".to_string(), branch.to_string()),
-                    ("scan_id".to_string(), report.id.clone()),
-                    (
-                        "invoked_by".to_string(),
-                        report.repo_context.invoked_by.clone().unwrap_or_default(),
-                    ),
-                ]
-                .into(),
+                attributes: scan_attributes(report, repo),
                 raised_at: report.received_at,
             }
             .build();
@@ -245,15 +237,7 @@ impl ScanResults {
             source_id: &report.id,
             resources: vec![repo.to_string()],
             tags: report.team.iter().map(|t| format!("team:{t}")).collect(),
-            attributes: [
-                ("branch".to_string(), branch.to_string()),
-                ("scan_id".to_string(), report.id.clone()),
-                (
-                    "invoked_by".to_string(),
-                    report.repo_context.invoked_by.clone().unwrap_or_default(),
-                ),
-            ]
-            .into(),
+            attributes: scan_attributes(report, repo),
             raised_at: report.received_at,
         }
         .build_resolved();
@@ -395,6 +379,24 @@ impl Processor for ScanResults {
                 > now_micros
         });
     }
+}
+
+/// What a scan alert says about its scan, for the notifier's links and context.
+fn scan_attributes(report: &ScanReport, repo: &str) -> std::collections::BTreeMap<String, String> {
+    let ctx = &report.repo_context;
+    [
+        ("branch", ctx.branch.clone().unwrap_or_default()),
+        ("scan_id", report.id.clone()),
+        ("invoked_by", ctx.invoked_by.clone().unwrap_or_default()),
+        ("repository", repo.to_string()),
+        (
+            "repository_uri",
+            ctx.repository_uri.clone().unwrap_or_default(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// The UTC day (days since 1970-01-01) of `micros`. Every i64 fits: `i64::MAX / DAY_MICROS` is

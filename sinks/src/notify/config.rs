@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::{
-    EmailConfig, Integration, Kind, OpsgenieConfig, PagerDutyConfig, Severity, SlackConfig,
-    SnsConfig, SplunkConfig, TeamsConfig, ThrottleConfig, WebhookConfig,
+    EmailConfig, Integration, Kind, LinkConfig, OpsgenieConfig, PagerDutyConfig, Severity,
+    SlackConfig, SnsConfig, SplunkConfig, TeamsConfig, ThrottleConfig, WebhookConfig,
 };
 
 /// Everything the [`Notifier`](super::Notifier) needs (section `[notify]`).
@@ -21,6 +21,8 @@ pub struct NotifyConfig {
     pub concurrency_per_endpoint: usize,
     /// A restart resumes deliveries queued within this many hours and not finished. Default 24.
     pub resume_within_hours: u64,
+    /// Links back to the source, per kind of source (`[notify.links]`).
+    pub links: LinkConfig,
     /// Retries of failed attempts.
     pub retry: RetryConfig,
     /// Throttling of repeated alerts and events.
@@ -38,6 +40,7 @@ impl Default for NotifyConfig {
         Self {
             concurrency_per_endpoint: 4,
             resume_within_hours: 24,
+            links: LinkConfig::default(),
             retry: RetryConfig::default(),
             throttle: ThrottleConfig::default(),
             integrations: BTreeMap::new(),
@@ -105,7 +108,8 @@ impl RetryConfig {
 pub struct RouteConfig {
     /// A name for logs. Default empty.
     pub name: String,
-    /// `result`, `alert`, `event`. Default all three.
+    /// `result` (a summary per scan: pass, warn, fail, unknown, new risks), `alert`, `event`.
+    /// Default `["alert", "event"]`: scan summaries are only sent where asked for.
     pub kinds: Vec<Kind>,
     /// The least severity that matches: `info`, `low`, `medium`, `high`, `critical`. Default
     /// `info`.
@@ -121,7 +125,7 @@ impl Default for RouteConfig {
     fn default() -> Self {
         Self {
             name: String::new(),
-            kinds: vec![Kind::Result, Kind::Alert, Kind::Event],
+            kinds: vec![Kind::Alert, Kind::Event],
             min_severity: Severity::Info,
             tags: Vec::new(),
             to: Vec::new(),
@@ -154,6 +158,26 @@ impl IntegrationConfig {
             IntegrationConfig::Splunk(c) => c.endpoints.len(),
             IntegrationConfig::Email(c) => c.endpoints.len(),
             IntegrationConfig::Sns(c) => c.endpoints.len(),
+        }
+    }
+
+    /// Replaces the endpoints (`secpipe notify raw --endpoint`).
+    pub fn set_endpoints(&mut self, endpoints: Vec<String>) {
+        let secrets = || {
+            endpoints
+                .iter()
+                .map(|e| super::Secret::new(e.as_str()))
+                .collect()
+        };
+        match self {
+            IntegrationConfig::Webhook(c) => c.endpoints = endpoints,
+            IntegrationConfig::Slack(c) => c.endpoints = endpoints,
+            IntegrationConfig::Teams(c) => c.endpoints = endpoints,
+            IntegrationConfig::Pagerduty(c) => c.endpoints = secrets(),
+            IntegrationConfig::Opsgenie(c) => c.endpoints = secrets(),
+            IntegrationConfig::Splunk(c) => c.endpoints = endpoints,
+            IntegrationConfig::Email(c) => c.endpoints = endpoints,
+            IntegrationConfig::Sns(c) => c.endpoints = endpoints,
         }
     }
 
@@ -259,7 +283,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(cfg.routes[0].kinds.len(), 3);
+        assert_eq!(cfg.routes[0].kinds, [Kind::Alert, Kind::Event]);
         let typo = serde_json::from_value::<NotifyConfig>(serde_json::json!({
             "integrations": {"s": {"type": "slack", "endpoint": ["x"]}}
         }));

@@ -8,31 +8,31 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use secpipe_schemas::alert::Alert as AlertRecord;
 use secpipe_schemas::Codec;
 
 use super::journal::{Journal, QueuedDelivery};
 use super::lanes::Lanes;
+use super::message::Notification;
+use super::source::{from_json, to_json, LinkConfig, Notifiable};
 use super::text::now_ms;
-use super::{
-    message::{Alert, CheckStatus, Event, Notification, Severity},
-    ConfigError, Notifier, NotifyConfig,
-};
+use super::{ConfigError, Notifier, NotifyConfig};
 use crate::{clickhouse::ClickHouseConfig, LateRejected, Rejected, Sink, SinkError};
 
-/// The notification sink.
-pub struct NotifySink {
+/// The notification sink for records of type `R`: alert records (alerts and events) or scan
+/// reports (scan results).
+pub struct NotifySink<R> {
     notifier: Notifier,
     journal: Journal,
     lanes: Lanes,
-    codec: Codec<AlertRecord>,
+    codec: Codec<R>,
+    links: LinkConfig,
     /// Whether the unfinished deliveries and the throttle of the process before were loaded.
     resumed: bool,
     resume_within_ms: u64,
     reminder_interval_ms: u64,
 }
 
-impl NotifySink {
+impl<R: Notifiable> NotifySink<R> {
     /// `clickhouse`: where the outbox, the attempts and the throttle are kept (`None`: in
     /// memory only, nothing survives a restart). Starts the lanes: call within a Tokio runtime.
     pub fn new(
@@ -52,6 +52,7 @@ impl NotifySink {
             journal,
             lanes,
             codec: Codec::new().map_err(|e| ConfigError::HttpClient(e.to_string()))?,
+            links: cfg.links.clone(),
             resumed: false,
             resume_within_ms: cfg.resume_within_hours.saturating_mul(3_600_000),
             reminder_interval_ms: cfg.throttle.reminder_interval_ms,
@@ -88,6 +89,8 @@ impl NotifySink {
         self.notifier.restore_throttle(throttle);
         for q in unfinished {
             match serde_json::from_str::<Notification>(&q.notification) {
+                // The other consumer of this notifier resumes its own.
+                Ok(n) if !R::KINDS.contains(&n.kind()) => {}
                 Ok(n) => self.lanes.push(q, Arc::new(n)),
                 Err(e) => tracing::error!(id = %q.notification_id, error = %e,
                     "an unfinished delivery in the outbox is unreadable; skipped"),
@@ -98,105 +101,30 @@ impl NotifySink {
     }
 }
 
-fn severity(s: &str) -> Severity {
-    match s {
-        "critical" => Severity::Critical,
-        "high" => Severity::High,
-        "medium" => Severity::Medium,
-        "low" => Severity::Low,
-        _ => Severity::Info,
-    }
-}
+impl<R: Notifiable> Sink for NotifySink<R> {
+    type Record = R;
 
-/// The notification for an alert record: runtime events as events, the rest as alerts (a FAIL
-/// from high severity up, a WARN below).
-pub fn notification(a: &AlertRecord) -> Notification {
-    let sev = severity(&a.severity);
-    let status = if sev >= Severity::High {
-        CheckStatus::Fail
-    } else {
-        CheckStatus::Warn
-    };
-    let account = a
-        .tags
-        .iter()
-        .find_map(|t| {
-            t.strip_prefix("team:")
-                .or_else(|| t.strip_prefix("namespace:"))
-        })
-        .or_else(|| a.resources.first().map(String::as_str))
-        .unwrap_or("secpipe")
-        .to_string();
-    let raised_at_ms = u64::try_from(a.raised_at / 1000).ok();
-    let tags: Vec<String> = a
-        .tags
-        .iter()
-        .cloned()
-        .chain(std::iter::once(format!("rule:{}", a.rule)))
-        .collect();
-    if a.kind == "event" {
-        Notification::Event(Event {
-            id: a.alert_id.clone(),
-            account,
-            action: a.rule.clone(),
-            region: a.attributes.get("cluster").cloned().unwrap_or_default(),
-            caller: a.attributes.get("host").cloned().unwrap_or_default(),
-            ip_address: a.attributes.get("ip").cloned().unwrap_or_default(),
-            message: format!("{}\n{}", a.title, a.description),
-            status,
-            severity: sev,
-            dedup_key: a.dedup_key.clone(),
-            tags,
-            occurrences: 1,
-            raised_at_ms,
-            original: serde_json::to_value(a).unwrap_or_default(),
-        })
-    } else {
-        Notification::Alert(Alert {
-            id: a.alert_id.clone(),
-            account,
-            title: a.title.clone(),
-            description: a.description.clone(),
-            scan_id: a
-                .attributes
-                .get("scan_id")
-                .cloned()
-                .unwrap_or_else(|| a.source_id.clone()),
-            status,
-            severity: sev,
-            resources: a.resources.clone(),
-            dedup_key: a.dedup_key.clone(),
-            resolved: a.status == "resolved",
-            url: None,
-            tags,
-            occurrences: 1,
-            raised_at_ms,
-        })
-    }
-}
-
-impl Sink for NotifySink {
-    type Record = AlertRecord;
-
-    async fn write(&mut self, batch: &[AlertRecord]) -> Result<Vec<Rejected>, SinkError> {
+    async fn write(&mut self, batch: &[R]) -> Result<Vec<Rejected>, SinkError> {
         self.resume().await?;
-        let ids: Vec<String> = batch.iter().map(|a| a.alert_id.clone()).collect();
+        let notifications: Vec<Option<Notification>> =
+            batch.iter().map(|r| r.notification(&self.links)).collect();
+        let ids: Vec<String> = notifications
+            .iter()
+            .flatten()
+            .map(|n| n.id().to_string())
+            .collect();
         // A batch read again after a crash: what was queued then is finished or resumed.
         let queued = self.journal.queued(&ids).await?;
         let now = now_ms();
         let mut deliveries: Vec<(QueuedDelivery, Arc<Notification>)> = Vec::new();
         let mut touched = BTreeSet::new();
         let mut before = Vec::new();
-        for alert in batch {
-            let n = notification(alert);
+        for (alert, n) in batch.iter().zip(notifications) {
+            let Some(n) = n else { continue };
             let targets = self.notifier.targets(&n);
             if targets.is_empty()
                 || targets.iter().any(|t| {
-                    queued.contains(&(
-                        alert.alert_id.clone(),
-                        t.integration.clone(),
-                        t.endpoint as u32,
-                    ))
+                    queued.contains(&(n.id().to_string(), t.integration.clone(), t.endpoint as u32))
                 })
             {
                 continue;
@@ -217,12 +145,11 @@ impl Sink for NotifySink {
             let message = Arc::new(message.into_owned());
             let json =
                 serde_json::to_string(&*message).map_err(|e| SinkError::Rejected(e.to_string()))?;
-            let record =
-                serde_json::to_string(alert).map_err(|e| SinkError::Rejected(e.to_string()))?;
+            let record = to_json(alert).map_err(|e| SinkError::Rejected(e.to_string()))?;
             for t in targets {
                 deliveries.push((
                     QueuedDelivery {
-                        notification_id: alert.alert_id.clone(),
+                        notification_id: n.id().to_string(),
                         integration: t.integration,
                         endpoint_index: t.endpoint as u32,
                         notification: json.clone(),
@@ -258,9 +185,8 @@ impl Sink for NotifySink {
         self.resume().await?;
         let mut out = Vec::new();
         for d in self.lanes.take_dead() {
-            let payload = serde_json::from_str::<AlertRecord>(&d.queued.record)
-                .ok()
-                .and_then(|a| self.codec.encode(&a).ok())
+            let payload = from_json::<R>(&d.queued.record)
+                .and_then(|r| self.codec.encode(&r).ok())
                 .unwrap_or_else(|| d.queued.record.clone().into_bytes());
             out.push(LateRejected {
                 key: d.queued.notification_id.clone().into_bytes(),
@@ -269,53 +195,5 @@ impl Sink for NotifySink {
             });
         }
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use super::*;
-
-    fn record(kind: &str, severity: &str) -> AlertRecord {
-        AlertRecord {
-            alert_id: "a1".into(),
-            rule: "scan_failed".into(),
-            severity: severity.into(),
-            kind: kind.into(),
-            title: "Scan of web failed".into(),
-            description: "details".into(),
-            dedup_key: "scan_failed/web/main".into(),
-            status: "open".into(),
-            source_topic: "t".into(),
-            source_id: "s1".into(),
-            resources: vec!["web".into()],
-            tags: vec!["team:shop".into()],
-            attributes: BTreeMap::from([("scan_id".into(), "scan-9".into())]),
-            raised_at: 1_700_000_000_000_000,
-        }
-    }
-
-    #[test]
-    fn alerts_map_to_the_notification_interface() {
-        let Notification::Alert(a) = notification(&record("result", "critical")) else {
-            panic!()
-        };
-        assert_eq!(
-            (a.status, a.severity),
-            (CheckStatus::Fail, Severity::Critical)
-        );
-        assert_eq!((a.scan_id.as_str(), a.account.as_str()), ("scan-9", "shop"));
-        assert_eq!(a.dedup_key, "scan_failed/web/main");
-        assert_eq!(a.raised_at_ms, Some(1_700_000_000_000));
-        let Notification::Event(e) = notification(&record("event", "low")) else {
-            panic!()
-        };
-        assert_eq!(
-            (e.status, e.action.as_str()),
-            (CheckStatus::Warn, "scan_failed")
-        );
-        assert_eq!(e.original["alert_id"], "a1");
     }
 }
