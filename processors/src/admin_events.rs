@@ -221,6 +221,15 @@ impl Processor for AdminEvents {
                     attributes: [
                         ("command".to_string(), event.command.clone()),
                         ("occurrences".to_string(), event.occurrences.to_string()),
+                        (
+                            "cluster".to_string(),
+                            event.cluster.clone().unwrap_or_default(),
+                        ),
+                        ("image".to_string(), event.image.full_name.clone()),
+                        (
+                            "original".to_string(),
+                            serde_json::to_string(&event).unwrap_or_default(),
+                        ),
                     ]
                     .into(),
                     raised_at: event.last_seen,
@@ -232,14 +241,25 @@ impl Processor for AdminEvents {
         Ok(())
     }
 
-    fn tick(&mut self, state: &mut AdminEventsState, now_micros: i64, _out: &mut Outputs) {
+    fn tick(&mut self, state: &mut AdminEventsState, now_micros: i64, out: &mut Outputs) {
         // Forget events that expired: a later failure starts a new one anyway.
         let window = self.window_micros();
         let AdminEventsState { events, counted } = state;
-        events.retain(|_, ev| {
+        let live = |ev: &AdminEvent| {
             ev.expires_at > now_micros
                 && ev.last_seen.saturating_add(window) > now_micros.saturating_sub(window)
-        });
+        };
+        // An event that had raised its alert and is now over resolves it (same dedup key).
+        if let Some(rule @ AlertRule::AdminEventOccurrences { threshold, .. }) = &self.rule {
+            for (_, ev) in events.iter() {
+                if ev.occurrences >= *threshold && !live(ev) {
+                    let alert = resolved_alert(rule, &self.output, ev, now_micros);
+                    // An alert built here always encodes (strings and a map); `tick` cannot fail.
+                    let _ = out.push_alert(&self.alerts_topic, &self.alerts, &alert);
+                }
+            }
+        }
+        events.retain(|_, ev| live(ev));
         // A failure id is remembered while its event is, and never longer than the retention,
         // so an event that keeps recurring does not grow the state without bound.
         let retention = micros(self.cfg.retention_secs);
@@ -248,6 +268,37 @@ impl Processor for AdminEvents {
                 && k.split_once('|').is_some_and(|(ev, _)| events.contains(ev))
         });
     }
+}
+
+/// The resolution of the alert an admin event raised: the event expired (no failure within its
+/// retention), so the incident it opened is over.
+fn resolved_alert(rule: &AlertRule, topic: &str, ev: &AdminEvent, now_micros: i64) -> Alert {
+    Draft {
+        rule,
+        kind: "event",
+        title: format!(
+            "{} of {} no longer failing (event expired)",
+            ev.command, ev.image.full_name
+        ),
+        description: format!("last failure: {}", ev.reason),
+        dedup_key: format!("admin_event/{}", ev.id),
+        source_topic: topic,
+        source_id: &ev.id,
+        resources: vec![ev.image.full_name.clone()],
+        tags: ev.cluster.iter().map(|c| format!("cluster:{c}")).collect(),
+        attributes: [
+            ("command".to_string(), ev.command.clone()),
+            ("occurrences".to_string(), ev.occurrences.to_string()),
+            (
+                "cluster".to_string(),
+                ev.cluster.clone().unwrap_or_default(),
+            ),
+            ("image".to_string(), ev.image.full_name.clone()),
+        ]
+        .into(),
+        raised_at: now_micros,
+    }
+    .build_resolved()
 }
 
 #[cfg(test)]
@@ -387,6 +438,42 @@ mod tests {
             (alert.rule.as_str(), alert.severity.as_str()),
             ("admin_event_occurrences", "medium")
         );
+        // The notifier's event(): the count and the admin event itself travel with the alert.
+        assert_eq!(alert.attributes["occurrences"], "2");
+        let original: serde_json::Value =
+            serde_json::from_str(&alert.attributes["original"]).unwrap();
+        assert_eq!(original["occurrences"], 2);
+
+        // The event expires: its alert resolves under the same dedup key; an event that never
+        // raised one resolves nothing.
+        let quiet = failure(50_000, "other reason");
+        let rec = InRecord {
+            topic: "in",
+            partition: 0,
+            offset: 3,
+            timestamp_ms: 0,
+            key: None,
+            payload: &quiet,
+        };
+        p.process(&mut state, &rec, &mut out).unwrap();
+        let mut later = Outputs::default();
+        p.tick(
+            &mut state,
+            micros(10 * 24 * 3600) + 1_000_000 * 60_000,
+            &mut later,
+        );
+        let resolved: Vec<Alert> = later
+            .records
+            .iter()
+            .filter(|r| r.topic == "alerts")
+            .map(|r| Codec::<Alert>::new().unwrap().decode(&r.payload).unwrap())
+            .collect();
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(
+            (resolved[0].status.as_str(), resolved[0].dedup_key.as_str()),
+            ("resolved", alert.dedup_key.as_str())
+        );
+        assert!(state.events.is_empty());
     }
 
     #[test]

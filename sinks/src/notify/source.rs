@@ -153,7 +153,9 @@ pub fn notification(a: &AlertRecord, links: &LinkConfig) -> Notification {
         _ => &links.runtime,
     };
     let url = render(template, &values);
-    if a.kind == "event" {
+    // A resolution closes its incident whatever raised it: integrations that track incidents
+    // know resolved alerts, not resolved events.
+    if a.kind == "event" && a.status != "resolved" {
         let original = a
             .attributes
             .get("original")
