@@ -568,3 +568,246 @@ to = ["hook", "pd", "og"]
     let status = secpipe.sigterm(30);
     assert!(status.success(), "secpipe run exits cleanly: {status}");
 }
+
+/// A `secpipe` command that runs to its end, with a config file holding `notify`.
+fn secpipe_command(config: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_secpipe"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap()
+}
+
+/// The reference's `raw` and a test notification, by hand: `secpipe notify raw` sends a payload
+/// as it is to the endpoint named on the command line, `secpipe notify test` a test alert to
+/// every endpoint of an integration; a dead endpoint makes either exit non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_raw_and_notify_test_reach_their_receivers() {
+    let configured = Receiver::start().await;
+    let elsewhere = Receiver::start().await;
+    let pd = Receiver::start().await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let config = std::env::temp_dir().join(format!("secpipe-notifycli-{run}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[notify.retry]
+max_attempts = 2
+initial_backoff_ms = 10
+max_backoff_ms = 20
+timeout_ms = 2000
+
+[notify.integrations.hook]
+type = "webhook"
+endpoints = ["{configured}/hook"]
+
+[notify.integrations.pd]
+type = "pagerduty"
+endpoints = ["R0UT1NGKEY0123456789abcdef012345"]
+api_url = "{pd}"
+
+[notify.integrations.down]
+type = "webhook"
+endpoints = ["http://127.0.0.1:{closed}/nobody-listens"]
+"#,
+            configured = configured.url,
+            pd = pd.url,
+            closed = free_port(),
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let payload = std::env::temp_dir().join(format!("secpipe-notifycli-{run}.json"));
+    std::fs::write(
+        &payload,
+        format!(r#"{{"text": "raw {run}", "custom": [1, 2]}}"#),
+    )
+    .unwrap();
+    let payload = payload.to_str().unwrap();
+    let cli = |args: Vec<String>| {
+        let cfg = cfg.to_string();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                secpipe_command(&cfg, &args)
+            })
+            .await
+            .unwrap()
+        }
+    };
+
+    // raw, to an endpoint given on the command line rather than the configured one.
+    let out = cli(vec![
+        "notify".into(),
+        "raw".into(),
+        "hook".into(),
+        "--endpoint".into(),
+        format!("{}/given", elsewhere.url),
+        payload.into(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = elsewhere.acked();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path, "/given");
+    let body: serde_json::Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(
+        body,
+        json!({"text": format!("raw {run}"), "custom": [1, 2]})
+    );
+    assert!(configured.requests().is_empty(), "only the endpoint given");
+    // raw to PagerDuty's configured endpoint: the payload as it is, with its routing key.
+    let out = cli(vec![
+        "notify".into(),
+        "raw".into(),
+        "pd".into(),
+        payload.into(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let event: serde_json::Value = serde_json::from_str(&pd.acked()[0].body).unwrap();
+    assert_eq!(event["text"], format!("raw {run}"));
+    assert_eq!(event["routing_key"], "R0UT1NGKEY0123456789abcdef012345");
+
+    // test, to every configured endpoint of the integration.
+    let out = cli(vec!["notify".into(), "test".into(), "hook".into()]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("delivered"));
+    let got = configured.acked();
+    assert_eq!(got.len(), 1);
+    let body: serde_json::Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(body["type"], "secpipe.alert");
+    assert_eq!(body["data"]["title"], "secpipe test notification");
+
+    // Failures say so and exit non-zero.
+    let out = cli(vec!["notify".into(), "test".into(), "down".into()]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAILED after 2 attempt(s)"));
+    let out = cli(vec!["notify".into(), "test".into(), "nosuch".into()]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("notify.integrations.nosuch: not configured"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(vec![
+        "notify".into(),
+        "raw".into(),
+        "hook".into(),
+        cfg.into(),
+    ])
+    .await;
+    assert!(
+        !out.status.success(),
+        "a payload that is not JSON is refused"
+    );
+}
+
+/// The reference's `result`: a route with `kinds = ["result"]` gets one summary per scan report
+/// (pass, warn, fail, unknown, new risks, per repository), with the repository as its link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_route_gets_a_summary_per_scan() {
+    use secpipe_schemas::scan::{RepoContext, ScanReport, ScannerSummary};
+    let hook = Receiver::start().await;
+    let alerts_only = Receiver::start().await;
+    let mut s = settings("notifyresult");
+    fresh_database(&mut s).await;
+    s.notifier.group_id = format!("{}.notify", s.loader.group_id);
+    s.notify = serde_json::from_value(json!({
+        "integrations": {
+            "summaries": {"type": "webhook", "endpoints": [format!("{}/results", hook.url)]},
+            "pager": {"type": "webhook", "endpoints": [format!("{}/alerts", alerts_only.url)]}
+        },
+        "routes": [
+            {"name": "scan summaries", "kinds": ["result"], "to": ["summaries"]},
+            {"name": "alerts", "to": ["pager"]}
+        ]
+    }))
+    .unwrap();
+    require_stack(&s).await;
+    let (trigger, shutdown) = Shutdown::new();
+    let task = tokio::spawn(roles::notifier(s.clone(), shutdown));
+    let scan_id = uuid::Uuid::new_v4().to_string();
+    let summary = |scanner: &str, status: &str, critical, high| ScannerSummary {
+        scanner: scanner.into(),
+        tool: None,
+        critical,
+        high,
+        medium: 1,
+        low: 1,
+        status: status.into(),
+    };
+    let report = ScanReport {
+        id: scan_id.clone(),
+        scan_mode: Some("ci".into()),
+        tool: None,
+        repo_context: RepoContext {
+            branch: Some("main".into()),
+            repository_name: Some("shop-web".into()),
+            repository_uri: Some("https://git.example.com/shop/web".into()),
+            invoked_by: Some("alice".into()),
+            ..Default::default()
+        },
+        repo_type: vec!["nodejs".into()],
+        team: Some("shop".into()),
+        report_summary: vec![
+            summary("njsscan", "❌", 2, 1),
+            summary("gitleaks", "✅", 0, 0),
+            summary("depscan", "✅", 0, 3),
+        ],
+        origin: "track".into(),
+        received_at: secpipe_schemas::now_micros(),
+    };
+    let codec = Codec::<ScanReport>::new().unwrap();
+    produce_many(
+        &s,
+        &s.kafka.topics.scan_results,
+        &[("shop-web".into(), codec.encode(&report).unwrap())],
+    )
+    .await;
+    let got = eventually(90, "the scan summary at the webhook", || async {
+        hook.acked().first().cloned()
+    })
+    .await;
+    let body: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(body["type"], "secpipe.result");
+    let r = &body["data"];
+    assert_eq!(
+        (
+            r["pass"].as_u64(),
+            r["warn"].as_u64(),
+            r["fail"].as_u64(),
+            r["unknown"].as_u64(),
+            r["new_risks"].as_u64()
+        ),
+        (Some(2), Some(0), Some(1), Some(0), Some(6))
+    );
+    assert_eq!(r["account"], "shop-web");
+    assert_eq!(r["scan_id"], scan_id.as_str());
+    assert_eq!(r["url"], "https://git.example.com/shop/web");
+    assert_eq!(
+        got.webhook_id.as_deref(),
+        Some(format!("result/{scan_id}").as_str())
+    );
+    trigger.trigger();
+    task.await.unwrap().unwrap();
+    assert!(
+        alerts_only.requests().is_empty(),
+        "a route without kind result gets no scan summaries"
+    );
+}
