@@ -35,6 +35,7 @@ pub async fn gateway_on(
         producer.clone(),
         settings.kafka.topics.clone(),
         Some(&settings.clickhouse),
+        Some(&settings.notify),
         async move { shutdown.wait().await },
     )
     .await?;

@@ -811,3 +811,73 @@ async fn a_result_route_gets_a_summary_per_scan() {
         "a route without kind result gets no scan summaries"
     );
 }
+
+/// The admin-only HTTP equivalents: `POST /v1/admin/notify/{integration}/test` and `.../raw`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_send_test_and_raw_notifications_through_the_gateway() {
+    use secpipe_producers::gateway::{hash_token, Role as TokenRole, TokenConfig};
+    let hook = Receiver::start().await;
+    let mut s = settings("notifyadmin");
+    s.gateway.tokens.push(TokenConfig {
+        name: "admin".into(),
+        sha256: hash_token("test-admin-token"),
+        role: TokenRole::Admin,
+        kinds: vec![],
+        rate_per_sec: 0,
+    });
+    s.notify = serde_json::from_value(json!({
+        "retry": {"max_attempts": 1, "timeout_ms": 2000},
+        "integrations": {"hook": {"type": "webhook", "endpoints": [format!("{}/hook", hook.url)]}}
+    }))
+    .unwrap();
+    require_stack(&s).await;
+    let pipeline = Pipeline::gateway_only(&s).await;
+    let http = reqwest::Client::new();
+    let refused = http
+        .post(pipeline.url("/v1/admin/notify/hook/test"))
+        .bearer_auth(ANALYST_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(hook.requests().is_empty());
+
+    let resp = http
+        .post(pipeline.url("/v1/admin/notify/hook/test"))
+        .bearer_auth("test-admin-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let answer: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(answer["outcomes"][0]["outcome"], "delivered");
+    let body: serde_json::Value = serde_json::from_str(&hook.acked()[0].body).unwrap();
+    assert_eq!(body["data"]["title"], "secpipe test notification");
+
+    let resp = http
+        .post(pipeline.url("/v1/admin/notify/hook/raw"))
+        .bearer_auth("test-admin-token")
+        .json(&json!({"hello": "raw"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(hook.acked()[1].body, r#"{"hello":"raw"}"#);
+
+    let unknown = http
+        .post(pipeline.url("/v1/admin/notify/nosuch/test"))
+        .bearer_auth("test-admin-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let not_json = http
+        .post(pipeline.url("/v1/admin/notify/hook/raw"))
+        .bearer_auth("test-admin-token")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), 400);
+    pipeline.stop().await;
+}

@@ -7,6 +7,7 @@ mod admin_events;
 mod auth;
 mod ingest;
 mod limits;
+mod notify;
 mod rejection;
 mod tls;
 
@@ -76,6 +77,8 @@ pub(crate) struct Gateway {
     ingestor: Ingestor,
     /// Where the admin-events API reads; `None` when the gateway runs without ClickHouse.
     clickhouse: Option<clickhouse::Client>,
+    /// What `/v1/admin/notify/...` sends with; `None`: those endpoints answer 500.
+    notify: Option<secpipe_sinks::notify::NotifyConfig>,
     cfg: GatewayConfig,
     auth: Authenticator,
     limiter: RateLimiter,
@@ -127,6 +130,7 @@ pub fn router(
     producer: EventProducer,
     topics: Topics,
     clickhouse: Option<&secpipe_sinks::clickhouse::ClickHouseConfig>,
+    notify: Option<&secpipe_sinks::notify::NotifyConfig>,
 ) -> Result<Router, String> {
     if cfg.tokens.is_empty() {
         tracing::warn!("gateway.tokens is empty: every request will be refused with 401");
@@ -134,6 +138,7 @@ pub fn router(
     let state = Arc::new(Gateway {
         ingestor: Ingestor::new(producer, topics, &cfg.redaction_key).map_err(|e| e.to_string())?,
         clickhouse: clickhouse.map(|c| c.client()),
+        notify: notify.cloned(),
         auth: Authenticator::new(&cfg.tokens, cfg.rate_limit_per_token),
         limiter: RateLimiter::default(),
         cfg: cfg.clone(),
@@ -145,6 +150,8 @@ pub fn router(
         .route("/v1/telemetry", post(ingest::telemetry))
         .route("/v1/admin-events", get(admin_events::list))
         .route("/v1/admin-events/{id}", get(admin_events::get))
+        .route("/v1/admin/notify/{integration}/test", post(notify::test))
+        .route("/v1/admin/notify/{integration}/raw", post(notify::raw))
         .route("/healthz", get(|| async { "ok" }))
         // Every rejection is JSON, the router's own too.
         .fallback(|| async { Rejection::NotFound("no such endpoint".into()) })
@@ -170,9 +177,10 @@ pub async fn serve(
     producer: EventProducer,
     topics: Topics,
     clickhouse: Option<&secpipe_sinks::clickhouse::ClickHouseConfig>,
+    notify: Option<&secpipe_sinks::notify::NotifyConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(cfg, producer, topics, clickhouse)
+    let app = router(cfg, producer, topics, clickhouse, notify)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     let addr = listener.local_addr()?;
     match (&cfg.tls_cert, &cfg.tls_key) {
