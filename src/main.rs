@@ -235,6 +235,16 @@ enum BenchCommand {
         #[arg(long, default_value_t = 200_000)]
         events: usize,
     },
+    /// The notifier (`secpipe sink notify`) delivering alerts to four local integrations, one of
+    /// them hung: deliveries per second to the others.
+    Notify {
+        /// Alerts per run (each goes to all four integrations).
+        #[arg(long, default_value_t = 2_000)]
+        alerts: usize,
+        /// Runs; the figure is their median.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// The ClickHouse loader against clickhouse-client inserting the same rows.
     Loader {
         /// Processed telemetry events to load.
@@ -438,6 +448,16 @@ fn main() -> anyhow::Result<()> {
                 println!(
                     "processor telemetry restore after {} input events: a fresh instance restored {} partitions in {:.2} s (summed), reading {} of the changelog's {} records",
                     f.events, f.restore_partitions, f.restore_secs, f.restore_records_read, f.changelog_records
+                );
+                Ok(())
+            }
+            Command::Bench {
+                bench: BenchCommand::Notify { alerts, runs },
+            } => {
+                let f = secpipe::bench::notify(&settings, alerts, runs).await?;
+                println!(
+                    "notify: {} alerts per run to webhook, Slack, PagerDuty and a hung Opsgenie: {:.0} deliveries/s to the three healthy ones (median of {} runs; min {:.0}, max {:.0}); the hung one took {} requests and held them (broker {})",
+                    f.alerts, f.median, f.runs.len(), f.min, f.max, f.hung_requests, settings.kafka.brokers
                 );
                 Ok(())
             }
