@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
 
 use super::deliver::DeliveryAttempt;
 use super::route::Target;
@@ -53,15 +54,31 @@ struct ThrottleRow {
 /// (notification id, integration, endpoint index).
 pub type DeliveryKey = (String, String, u32);
 
+/// An attempt waiting to be written, and who to tell when it is.
+type PendingAttempt = (DeliveryAttempt, oneshot::Sender<Result<(), SinkError>>);
+
+/// Most attempts written in one insert.
+const MAX_ATTEMPTS_PER_INSERT: usize = 1_000;
+
 /// The ClickHouse tables behind the notifier, or nothing (`None`: state in memory only).
 #[derive(Clone)]
 pub struct Journal {
     client: Option<clickhouse::Client>,
+    /// Attempts go through one writer task: the attempts of every lane that finish while an
+    /// insert is running share the next insert (group commit), and each lane still waits
+    /// until its own attempt is written.
+    attempts: Option<mpsc::UnboundedSender<PendingAttempt>>,
 }
 
 impl Journal {
+    /// Starts the attempt writer when there is a client: call within a Tokio runtime.
     pub fn new(client: Option<clickhouse::Client>) -> Self {
-        Self { client }
+        let attempts = client.clone().map(|client| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(write_attempts(client, rx));
+            tx
+        });
+        Self { client, attempts }
     }
 
     /// Which of `ids` were already queued (by this process or one before it).
@@ -103,17 +120,19 @@ impl Journal {
         insert.end().await.map_err(classify)
     }
 
-    /// Writes down one attempt; a `delivered` or `dead` outcome ends its delivery for good.
+    /// Writes down one attempt and returns once ClickHouse has it; a `delivered` or `dead`
+    /// outcome ends its delivery for good.
     pub async fn attempt(&self, a: &DeliveryAttempt) -> Result<(), SinkError> {
-        let Some(client) = &self.client else {
+        let Some(writer) = &self.attempts else {
             return Ok(());
         };
-        let mut insert = client
-            .insert::<DeliveryAttempt>("notification_deliveries")
+        let (done, written) = oneshot::channel();
+        writer
+            .send((a.clone(), done))
+            .map_err(|_| SinkError::Unavailable("the attempt writer stopped".into()))?;
+        written
             .await
-            .map_err(classify)?;
-        insert.write(a).await.map_err(classify)?;
-        insert.end().await.map_err(classify)
+            .map_err(|_| SinkError::Unavailable("the attempt writer stopped".into()))?
     }
 
     /// Deliveries queued since `since_ms` with no final attempt: the work a restart resumes.
@@ -210,5 +229,41 @@ impl Journal {
                 held_back,
             })
             .collect())
+    }
+}
+
+/// The attempt writer: takes every attempt waiting, writes them in one insert, tells each lane.
+async fn write_attempts(
+    client: clickhouse::Client,
+    mut rx: mpsc::UnboundedReceiver<PendingAttempt>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_ATTEMPTS_PER_INSERT {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let result = async {
+            let mut insert = client
+                .insert::<DeliveryAttempt>("notification_deliveries")
+                .await
+                .map_err(classify)?;
+            for (a, _) in &batch {
+                insert.write(a).await.map_err(classify)?;
+            }
+            insert.end().await.map_err(classify)
+        }
+        .await;
+        for (_, done) in batch {
+            let each = match &result {
+                Ok(()) => Ok(()),
+                Err(SinkError::Unavailable(e)) => Err(SinkError::Unavailable(e.clone())),
+                Err(SinkError::Rejected(e)) => Err(SinkError::Rejected(e.clone())),
+            };
+            // A lane that went away (shutdown) no longer waits.
+            let _ = done.send(each);
+        }
     }
 }
