@@ -882,3 +882,76 @@ async fn admins_send_test_and_raw_notifications_through_the_gateway() {
     assert_eq!(not_json.status(), 400);
     pipeline.stop().await;
 }
+
+/// The throttle survives a restart: a repeat of a delivered alert inside the reminder interval
+/// is held back by the next notifier process too (it loads `notification_throttle`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_throttle_survives_a_restart() {
+    let hook = Receiver::start().await;
+    let mut s = settings("notifythrottle");
+    fresh_database(&mut s).await;
+    s.notifier.group_id = format!("{}.notify", s.loader.group_id);
+    s.notifier.batch_max_wait_ms = 10;
+    s.notify = serde_json::from_value(json!({
+        "throttle": {"reminder_interval_ms": 3_600_000},
+        "integrations": {"hook": {"type": "webhook", "endpoints": [format!("{}/hook", hook.url)]}},
+        "routes": [{"to": ["hook"]}]
+    }))
+    .unwrap();
+    require_stack(&s).await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let first = alert(&format!("{run}-001"), &[]);
+    let mut repeat = alert(&format!("{run}-002"), &[]);
+    repeat.dedup_key = first.dedup_key.clone();
+    let other = alert(&format!("{run}-003"), &[]);
+
+    let (trigger, shutdown) = Shutdown::new();
+    let task = tokio::spawn(roles::notifier(s.clone(), shutdown));
+    produce_many(
+        &s,
+        &s.kafka.topics.alerts,
+        &encoded(std::slice::from_ref(&first)),
+    )
+    .await;
+    eventually(90, "the first alert delivered", || async {
+        (!hook.acked().is_empty()).then_some(())
+    })
+    .await;
+    trigger.trigger();
+    task.await.unwrap().unwrap();
+
+    // A new process: the repeat (same dedup key) is held back, another key goes out.
+    let (trigger, shutdown) = Shutdown::new();
+    let task = tokio::spawn(roles::notifier(s.clone(), shutdown));
+    produce_many(
+        &s,
+        &s.kafka.topics.alerts,
+        &encoded(&[repeat, other.clone()]),
+    )
+    .await;
+    let total = records_in(&s, &s.kafka.topics.alerts);
+    let group = s.notifier.group_id.clone();
+    eventually(90, "both new alerts consumed and committed", || {
+        let (s, group) = (s.clone(), group.clone());
+        async move {
+            tokio::task::spawn_blocking(move || committed(&s, &group, &s.kafka.topics.alerts))
+                .await
+                .unwrap()
+                .eq(&total)
+                .then_some(())
+        }
+    })
+    .await;
+    eventually(30, "the other alert delivered", || async {
+        (hook.acked().len() >= 2).then_some(())
+    })
+    .await;
+    trigger.trigger();
+    task.await.unwrap().unwrap();
+    let ids: Vec<Option<String>> = hook.acked().into_iter().map(|r| r.webhook_id).collect();
+    assert_eq!(
+        ids,
+        [Some(first.alert_id.clone()), Some(other.alert_id.clone())],
+        "the repeat was held back across the restart"
+    );
+}
