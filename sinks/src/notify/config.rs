@@ -19,6 +19,10 @@ pub struct NotifyConfig {
     /// Deliveries in progress at once per endpoint (each endpoint has its own lane, so a hung
     /// one only holds itself). One incident's messages keep their order. Default 4.
     pub concurrency_per_endpoint: usize,
+    /// Deliveries waiting or in progress per endpoint, at most; past it a new one is dead at
+    /// once (dead-lettered), so a hung endpoint under a storm cannot grow memory without
+    /// bound. Default 10000.
+    pub max_queue_per_endpoint: usize,
     /// A restart resumes deliveries queued within this many hours and not finished. Default 24.
     pub resume_within_hours: u64,
     /// Links back to the source, per kind of source (`[notify.links]`).
@@ -39,6 +43,7 @@ impl Default for NotifyConfig {
     fn default() -> Self {
         Self {
             concurrency_per_endpoint: 4,
+            max_queue_per_endpoint: 10_000,
             resume_within_hours: 24,
             links: LinkConfig::default(),
             retry: RetryConfig::default(),

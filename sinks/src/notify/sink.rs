@@ -46,6 +46,7 @@ impl<R: Notifiable> NotifySink<R> {
             journal.clone(),
             &notifier.all_targets(),
             cfg.concurrency_per_endpoint,
+            cfg.max_queue_per_endpoint,
         );
         Ok(Self {
             notifier,
