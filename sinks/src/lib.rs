@@ -64,4 +64,10 @@ pub trait Sink: Send {
     ) -> impl Future<Output = Result<Vec<LateRejected>, SinkError>> + Send {
         async { Ok(Vec::new()) }
     }
+
+    /// The runtime is stopping (the last batch is committed): finish what can be finished
+    /// quickly. Sinks that finish each record within `write` have nothing to do.
+    fn close(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }

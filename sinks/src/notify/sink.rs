@@ -18,6 +18,9 @@ use super::text::now_ms;
 use super::{ConfigError, Notifier, NotifyConfig};
 use crate::{clickhouse::ClickHouseConfig, LateRejected, Rejected, Sink, SinkError};
 
+/// How long a stopping notifier waits for its lanes.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The notification sink for records of type `R`: alert records (alerts and events) or scan
 /// reports (scan results).
 pub struct NotifySink<R> {
@@ -180,6 +183,22 @@ impl<R: Notifiable> Sink for NotifySink<R> {
             self.lanes.push(q, n);
         }
         Ok(Vec::new())
+    }
+
+    /// Gives the lanes up to [`CLOSE_GRACE`] to finish what they hold, so that a rolling restart
+    /// resends little; what is left (a hung endpoint) is resumed from the outbox by the next
+    /// process. Deliveries that die meanwhile are dead-lettered by the runtime right after.
+    async fn close(&mut self) {
+        let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
+        while self.lanes.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if self.lanes.in_flight() > 0 {
+            tracing::info!(
+                unfinished = self.lanes.in_flight(),
+                "notifier stopping with deliveries in progress; the next start resumes them"
+            );
+        }
     }
 
     async fn late_rejections(&mut self) -> Result<Vec<LateRejected>, SinkError> {
