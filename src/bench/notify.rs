@@ -61,7 +61,7 @@ async fn receiver(hung: bool) -> anyhow::Result<Receiver> {
 
 /// One run: fresh topics and database, `alerts` alerts produced first, then the notifier
 /// started; returns healthy deliveries per second and the hung endpoint's request count.
-async fn run_once(settings: &Settings, alerts: usize) -> anyhow::Result<(f64, u64)> {
+async fn run_once(settings: &Settings, alerts: usize, hung: bool) -> anyhow::Result<(f64, u64)> {
     use secpipe_producers::{EventProducer, OutRecord};
     use secpipe_schemas::{alert::Alert, Codec};
     let tag = uuid::Uuid::new_v4().simple().to_string();
@@ -77,7 +77,7 @@ async fn run_once(settings: &Settings, alerts: usize) -> anyhow::Result<(f64, u6
         receiver(false).await?,
         receiver(false).await?,
     ];
-    let hung = receiver(true).await?;
+    let hung = receiver(hung).await?;
     let config = std::env::temp_dir().join(format!("secpipe-bench-notify-{tag}.toml"));
     std::fs::write(
         &config,
@@ -212,11 +212,13 @@ to = ["hook", "slack", "pd", "og"]
     Ok((3.0 * alerts as f64 / secs, hung.got.load(Ordering::SeqCst)))
 }
 
-/// `runs` runs of `alerts` alerts each.
+/// `runs` runs of `alerts` alerts each; `hung` false answers on the fourth integration too (the
+/// comparison: the figure is still counted on the other three).
 pub async fn notify(
     settings: &Settings,
     alerts: usize,
     runs: usize,
+    hung: bool,
 ) -> anyhow::Result<NotifyFigures> {
     anyhow::ensure!(
         alerts > 0 && runs > 0,
@@ -225,10 +227,10 @@ pub async fn notify(
     let mut rates = Vec::new();
     let mut hung_requests = 0;
     for i in 0..runs {
-        let (rate, hung) = run_once(settings, alerts).await?;
-        eprintln!("run {}: {rate:.0} deliveries/s to the three healthy integrations; the hung one took {hung} requests", i + 1);
+        let (rate, held) = run_once(settings, alerts, hung).await?;
+        eprintln!("run {}: {rate:.0} deliveries/s to webhook, Slack and PagerDuty; Opsgenie took {held} requests", i + 1);
         rates.push(rate);
-        hung_requests += hung;
+        hung_requests += held;
     }
     let mut sorted = rates.clone();
     sorted.sort_by(f64::total_cmp);
