@@ -43,6 +43,11 @@ enum Command {
     },
     /// Run every role in one process.
     Run,
+    /// Send a notification by hand, outside the alert stream.
+    Notify {
+        #[command(subcommand)]
+        notify: NotifyCommand,
+    },
     /// Create or upgrade ClickHouse tables (safe to rerun).
     Migrate {
         /// Only list every migration as applied (with when) or pending; change nothing.
@@ -100,6 +105,27 @@ enum Command {
     Stack {
         #[command(subcommand)]
         stack: StackCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NotifyCommand {
+    /// Send a payload already in the integration's own format (JSON) to one endpoint, or to
+    /// every endpoint of the integration when --endpoint is not given.
+    Raw {
+        /// The integration's name in [notify.integrations].
+        integration: String,
+        /// The endpoint (URL, routing key, recipient, topic ARN) instead of the configured ones.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// File holding the JSON payload; `-` reads standard input.
+        #[arg(default_value = "-")]
+        file: String,
+    },
+    /// Send a test alert to every endpoint of an integration.
+    Test {
+        /// The integration's name in [notify.integrations].
+        integration: String,
     },
 }
 
@@ -225,6 +251,19 @@ enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// The notifier (`secpipe sink notify`) delivering alerts to four local integrations, one of
+    /// them hung: deliveries per second to the others.
+    Notify {
+        /// Alerts per run (each goes to all four integrations).
+        #[arg(long, default_value_t = 2_000)]
+        alerts: usize,
+        /// Runs; the figure is their median.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Let the fourth integration answer too (the comparison without a hung endpoint).
+        #[arg(long)]
+        no_hung: bool,
+    },
     /// The ClickHouse loader against clickhouse-client inserting the same rows.
     Loader {
         /// Processed telemetry events to load.
@@ -342,6 +381,23 @@ fn main() -> anyhow::Result<()> {
                 sink: SinkCommand::Notify,
             } => with_ops("sink notify", roles::notifier(settings.clone(), shutdown.clone()).boxed()).await,
             Command::Run => with_ops("run", roles::run_all(settings.clone(), shutdown.clone()).boxed()).await,
+            Command::Notify { notify } => {
+                use secpipe_sinks::notify::manual;
+                let report = match notify {
+                    NotifyCommand::Raw { integration, endpoint, file } => {
+                        let text = if file == "-" {
+                            std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+                        } else {
+                            std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?
+                        };
+                        let payload: serde_json::Value = serde_json::from_str(&text)
+                            .with_context(|| format!("{file} is not JSON"))?;
+                        manual::raw(&settings.notify, &integration, endpoint.as_deref(), payload).await?
+                    }
+                    NotifyCommand::Test { integration } => manual::test(&settings.notify, &integration).await?,
+                };
+                secpipe::operate::print_delivery(&report)
+            }
             Command::Process { processor } => {
                 with_ops("process", roles::processor(settings.clone(), processor, shutdown.clone()).boxed()).await
             }
@@ -408,6 +464,17 @@ fn main() -> anyhow::Result<()> {
             } => {
                 let title = format!("bench processor ({events}-event backlog, latency at {rate} events/s for {seconds} s, broker {})", settings.kafka.brokers);
                 secpipe::bench::repeat(&title, runs, |_| secpipe::bench::processor(&settings, events, rate, seconds)).await?;
+                Ok(())
+            }
+            Command::Bench {
+bench: BenchCommand::Notify { alerts, runs, no_hung },
+            } => {
+                let f = secpipe::bench::notify(&settings, alerts, runs, !no_hung).await?;
+                let opsgenie = if no_hung { "an answering" } else { "a hung" };
+                println!(
+                    "notify: {} alerts per run to webhook, Slack, PagerDuty and {opsgenie} Opsgenie: {:.0} deliveries/s to the first three (median of {} runs; min {:.0}, max {:.0}); Opsgenie took {} requests (broker {})",
+                    f.alerts, f.median, f.runs.len(), f.min, f.max, f.hung_requests, settings.kafka.brokers
+                );
                 Ok(())
             }
             Command::Bench {

@@ -238,6 +238,35 @@ pub async fn replay(
     Ok((replayed, skipped))
 }
 
+/// Prints what became of a hand-sent notification (`secpipe notify raw|test`), one line per
+/// endpoint; an error when some endpoint did not take it.
+pub fn print_delivery(report: &secpipe_sinks::notify::DeliveryReport) -> anyhow::Result<()> {
+    use secpipe_sinks::notify::Outcome;
+    for o in &report.outcomes {
+        match &o.outcome {
+            Outcome::Delivered { attempts, status } => println!(
+                "{} {}: delivered (status {status}, {attempts} attempt(s))",
+                o.target.integration, o.endpoint
+            ),
+            Outcome::Throttled => println!("{} {}: held back", o.target.integration, o.endpoint),
+            Outcome::Dead {
+                attempts,
+                last_error,
+            } => println!(
+                "{} {}: FAILED after {attempts} attempt(s): {last_error}",
+                o.target.integration, o.endpoint
+            ),
+        }
+    }
+    let dead = report.dead().count();
+    anyhow::ensure!(
+        dead == 0,
+        "{dead} of {} endpoint(s) did not take the notification",
+        report.outcomes.len()
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,6 +39,7 @@ pub async fn gateway_on(
             clickhouse: &settings.clickhouse,
             retention_secs: settings.processors.admin_events.retention_secs,
         }),
+        Some(&settings.notify),
         async move { shutdown.wait().await },
     )
     .await?;
@@ -175,20 +176,63 @@ pub async fn retention(settings: Settings, mut shutdown: Shutdown) -> anyhow::Re
     }
 }
 
-/// The notification sink until shutdown: alerts to the configured integrations.
+/// The notification sink until shutdown: alerts and events to the configured integrations,
+/// and, when a route asks for `result`, a summary of every scan report (a second consumer, in
+/// group `<notifier group>.results`).
 pub async fn notifier(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    let sink = NotifySink::new(&settings.notify, Some(&settings.clickhouse))
+    use futures::FutureExt;
+    use secpipe_schemas::{alert::Alert, scan::ScanReport};
+    use secpipe_sinks::notify::Kind;
+    let alerts = NotifySink::<Alert>::new(&settings.notify, Some(&settings.clickhouse))
         .context("notify configuration")?;
-    runtime::run_sink(
-        &settings.kafka,
-        &settings.notifier,
-        "sink.notify",
-        &settings.kafka.topics.alerts,
-        Codec::new()?,
-        sink,
-        shutdown,
-    )
-    .await
+    let mut roles = Vec::new();
+    {
+        let (settings, shutdown) = (settings.clone(), shutdown.clone());
+        roles.push((
+            "sink.notify",
+            async move {
+                runtime::run_sink(
+                    &settings.kafka,
+                    &settings.notifier,
+                    "sink.notify",
+                    &settings.kafka.topics.alerts,
+                    Codec::new()?,
+                    alerts,
+                    shutdown,
+                )
+                .await
+            }
+            .boxed(),
+        ));
+    }
+    if settings
+        .notify
+        .routes
+        .iter()
+        .any(|r| r.kinds.contains(&Kind::Result))
+    {
+        let results = NotifySink::<ScanReport>::new(&settings.notify, Some(&settings.clickhouse))
+            .context("notify configuration")?;
+        let mut cfg = settings.notifier.clone();
+        cfg.group_id = format!("{}.results", cfg.group_id);
+        roles.push((
+            "sink.notify.results",
+            async move {
+                runtime::run_sink(
+                    &settings.kafka,
+                    &cfg,
+                    "sink.notify.results",
+                    &settings.kafka.topics.scan_results,
+                    Codec::new()?,
+                    results,
+                    shutdown,
+                )
+                .await
+            }
+            .boxed(),
+        ));
+    }
+    run_roles(roles).await
 }
 
 /// A stream processor until shutdown.

@@ -144,6 +144,7 @@ where
             })
         };
     let mut observe_tick = tokio::time::interval(Duration::from_secs(5));
+    let mut late_tick = tokio::time::interval(Duration::from_secs(1));
     // Backpressure: a full batch waits for the one in flight without reading more. Once that
     // lasts PAUSE_AFTER (the destination is slow or down), the partitions are paused and polling
     // resumes, so the group keeps this member however long it lasts. On resume every partition
@@ -184,6 +185,10 @@ where
             }
             _ = tokio::time::sleep_until(deadline), if !batch.is_empty() && in_flight.is_none() => {}
             _ = observe_tick.tick() => member.observe().await,
+            _ = late_tick.tick(), if idle_sink.is_some() => {
+                let sink = idle_sink.as_mut().expect("guarded");
+                dead_letter_late(sink, stage, topic, &dlq).await?;
+            }
             _ = member.changed() => {}
             _ = tokio::time::sleep_until(full_since.map_or(deadline, |t| t + PAUSE_AFTER)),
                 if full_since.is_some() && !member.is_paused() => {}
@@ -237,10 +242,8 @@ where
         if result? && !stopped_in_outage {
             member.commit(&offsets_of(topic, &b.next_offsets)).await?;
             if !batch.is_empty() {
-                if let Some(mut sink) = idle_sink.take() {
-                    if write_batch(&mut sink, cfg, stage, topic, &dlq, &batch, &mut shutdown)
-                        .await?
-                    {
+                if let Some(sink) = idle_sink.as_mut() {
+                    if write_batch(sink, cfg, stage, topic, &dlq, &batch, &mut shutdown).await? {
                         member
                             .commit(&offsets_of(topic, &batch.next_offsets))
                             .await?;
@@ -249,16 +252,47 @@ where
             }
         }
     } else if !stopped_in_outage && !batch.is_empty() {
-        if let Some(mut sink) = idle_sink.take() {
-            if write_batch(&mut sink, cfg, stage, topic, &dlq, &batch, &mut shutdown).await? {
+        if let Some(sink) = idle_sink.as_mut() {
+            if write_batch(sink, cfg, stage, topic, &dlq, &batch, &mut shutdown).await? {
                 member
                     .commit(&offsets_of(topic, &batch.next_offsets))
                     .await?;
             }
         }
     }
+    if let Some(sink) = idle_sink.as_mut() {
+        sink.close().await;
+        dead_letter_late(sink, stage, topic, &dlq).await?;
+    }
     member.leave();
     tracing::info!(stage, "sink stopped");
+    Ok(())
+}
+
+/// Dead-letters what the sink gave up on after its batches were acknowledged (without partition
+/// and offset: -1). A sink not ready to say is asked again at the next tick.
+async fn dead_letter_late<S: Sink>(
+    sink: &mut S,
+    stage: &str,
+    topic: &str,
+    dlq: &DeadLetters,
+) -> anyhow::Result<()> {
+    match sink.late_rejections().await {
+        Ok(late) => {
+            for r in late {
+                tracing::warn!(stage, topic, reason = %r.reason,
+                    "record given up on after its batch; sent to the dead-letter topic");
+                let origin = Origin {
+                    partition: -1,
+                    offset: -1,
+                    key: Some(r.key),
+                    payload: r.payload,
+                };
+                dlq.send(topic, &origin, "refused", &r.reason).await?;
+            }
+        }
+        Err(e) => tracing::warn!(stage, error = %e, "sink not ready; asking again"),
+    }
     Ok(())
 }
 

@@ -7,6 +7,8 @@
 #   secpipe bench loader      the ClickHouse loader against clickhouse-client, same rows
 #   secpipe bench pipeline    every role as its own process: end-to-end rate, ack -> ClickHouse
 #                             latency, peak RSS per role, and the broker's and ClickHouse's limits
+#   secpipe bench notify      the notifier as its own process: deliveries/s to four local
+#                             integrations, one of them hung (median of 3 runs, min, max)
 # Usage: deploy/local/bench.sh [gateway|processor] [extra args of that bench]   (default: both)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export SECPIPE__KAFKA__BROKERS="${BENCH_BROKERS:-127.0.0.1:19092}"
@@ -17,13 +19,14 @@ export SECPIPE__STACK__STATE_DIR=.secpipe/bench
 say "building secpipe (release)"
 cargo build --release --quiet --bin secpipe || die "release build failed"
 case "${1:-all}" in
-    gateway | processor | loader | pipeline)
+    gateway | processor | loader | pipeline | notify)
         what=$1; shift
         "$REPO_ROOT/target/release/secpipe" bench "$what" "$@" ;;
     all)
         "$REPO_ROOT/target/release/secpipe" bench gateway
         "$REPO_ROOT/target/release/secpipe" bench processor
         "$REPO_ROOT/target/release/secpipe" bench loader
-        "$REPO_ROOT/target/release/secpipe" bench pipeline ;;
-    *) die "unknown bench '$1' (gateway, processor, loader, pipeline)" ;;
+        "$REPO_ROOT/target/release/secpipe" bench pipeline
+        "$REPO_ROOT/target/release/secpipe" bench notify ;;
+    *) die "unknown bench '$1' (gateway, processor, loader, pipeline, notify)" ;;
 esac

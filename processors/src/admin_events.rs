@@ -268,6 +268,15 @@ impl Processor for AdminEvents {
                     attributes: [
                         ("command".to_string(), event.command.clone()),
                         ("occurrences".to_string(), event.occurrences.to_string()),
+                        (
+                            "cluster".to_string(),
+                            event.cluster.clone().unwrap_or_default(),
+                        ),
+                        ("image".to_string(), event.image.full_name.clone()),
+                        (
+                            "original".to_string(),
+                            serde_json::to_string(&event).unwrap_or_default(),
+                        ),
                     ]
                     .into(),
                     raised_at: event.last_seen,
@@ -279,11 +288,23 @@ impl Processor for AdminEvents {
         Ok(())
     }
 
-    fn tick(&mut self, state: &mut AdminEventsState, now_micros: i64, _out: &mut Outputs) {
+    fn tick(&mut self, state: &mut AdminEventsState, now_micros: i64, out: &mut Outputs) {
         // Forget events no failure can fold into any more: a later one starts a new event.
         let keep = self.keep_micros();
         let AdminEventsState { events, counted } = state;
-        events.retain(|_, ev| ev.last_seen.saturating_add(keep) > now_micros);
+        let live = |ev: &AdminEvent| ev.last_seen.saturating_add(keep) > now_micros;
+        // An event that had raised its alert and can no longer grow resolves it (same dedup
+        // key): the failures it counted stopped.
+        if let Some(rule @ AlertRule::AdminEventOccurrences { threshold, .. }) = &self.rule {
+            for (_, ev) in events.iter() {
+                if ev.occurrences >= *threshold && !live(ev) {
+                    let alert = resolved_alert(rule, &self.output, ev, now_micros);
+                    // An alert built here always encodes (strings and a map); `tick` cannot fail.
+                    let _ = out.push_alert(&self.alerts_topic, &self.alerts, &alert);
+                }
+            }
+        }
+        events.retain(|_, ev| live(ev));
         // A failure id is remembered while its event is, and never longer than the retention,
         // so an event that keeps recurring does not grow the state without bound.
         let retention = micros(self.cfg.retention_secs);
@@ -292,6 +313,37 @@ impl Processor for AdminEvents {
                 && k.split_once('|').is_some_and(|(ev, _)| events.contains(ev))
         });
     }
+}
+
+/// The resolution of the alert an admin event raised: the event expired (no failure within its
+/// retention), so the incident it opened is over.
+fn resolved_alert(rule: &AlertRule, topic: &str, ev: &AdminEvent, now_micros: i64) -> Alert {
+    Draft {
+        rule,
+        kind: "event",
+        title: format!(
+            "{} of {} no longer failing (event expired)",
+            ev.command, ev.image.full_name
+        ),
+        description: format!("last failure: {}", ev.reason),
+        dedup_key: format!("admin_event/{}", ev.id),
+        source_topic: topic,
+        source_id: &ev.id,
+        resources: vec![ev.image.full_name.clone()],
+        tags: ev.cluster.iter().map(|c| format!("cluster:{c}")).collect(),
+        attributes: [
+            ("command".to_string(), ev.command.clone()),
+            ("occurrences".to_string(), ev.occurrences.to_string()),
+            (
+                "cluster".to_string(),
+                ev.cluster.clone().unwrap_or_default(),
+            ),
+            ("image".to_string(), ev.image.full_name.clone()),
+        ]
+        .into(),
+        raised_at: now_micros,
+    }
+    .build_resolved()
 }
 
 #[cfg(test)]

@@ -148,16 +148,25 @@ pub struct Draft<'a> {
 
 impl Draft<'_> {
     pub fn build(self) -> Alert {
+        self.with_status("open")
+    }
+
+    /// The resolution of the condition this draft's dedup key names.
+    pub fn build_resolved(self) -> Alert {
+        self.with_status("resolved")
+    }
+
+    fn with_status(self, status: &str) -> Alert {
         let rule = self.rule.name();
         Alert {
-            alert_id: Alert::derive_id(rule, self.source_id, "open"),
+            alert_id: Alert::derive_id(rule, self.source_id, status),
             rule: rule.to_string(),
             severity: self.rule.severity().to_string(),
             kind: self.kind.to_string(),
             title: self.title,
             description: self.description,
             dedup_key: self.dedup_key,
-            status: "open".into(),
+            status: status.into(),
             source_topic: self.source_topic.to_string(),
             source_id: self.source_id.to_string(),
             resources: self.resources,

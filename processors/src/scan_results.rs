@@ -99,7 +99,8 @@ struct ScanEntry {
     counted: Vec<Counted>,
 }
 
-/// Scans seen, open daily rollups, and the latest status per repository.
+/// Scans seen, open daily rollups, the latest status per repository, and the scan alerts still
+/// open (by dedup key, with when they opened) so that a clean scan can resolve them.
 #[derive(Debug)]
 pub struct ScanResultsState {
     scans: StateStore<ScanEntry>,
@@ -107,6 +108,7 @@ pub struct ScanResultsState {
     legacy_seen: StateStore<i64>,
     rollups: StateStore<ScanRollup>,
     status: StateStore<RepoStatus>,
+    open: StateStore<i64>,
 }
 
 impl Default for ScanResultsState {
@@ -116,6 +118,7 @@ impl Default for ScanResultsState {
             legacy_seen: StateStore::new("seen"),
             rollups: StateStore::new("rollup"),
             status: StateStore::new("status"),
+            open: StateStore::new("open"),
         }
     }
 }
@@ -127,6 +130,7 @@ impl PartitionState for ScanResultsState {
         self.legacy_seen.drain_into(&mut out);
         self.rollups.drain_into(&mut out);
         self.status.drain_into(&mut out);
+        self.open.drain_into(&mut out);
         out
     }
 
@@ -134,8 +138,9 @@ impl PartitionState for ScanResultsState {
         if !self.scans.try_apply(change)?
             && !self.legacy_seen.try_apply(change)?
             && !self.rollups.try_apply(change)?
+            && !self.status.try_apply(change)?
         {
-            self.status.try_apply(change)?;
+            self.open.try_apply(change)?;
         }
         Ok(())
     }
@@ -146,11 +151,16 @@ impl PartitionState for ScanResultsState {
         self.legacy_seen.snapshot_into(&mut out);
         self.rollups.snapshot_into(&mut out);
         self.status.snapshot_into(&mut out);
+        self.open.snapshot_into(&mut out);
         out
     }
 
     fn live_keys(&self) -> usize {
-        self.scans.len() + self.legacy_seen.len() + self.rollups.len() + self.status.len()
+        self.scans.len()
+            + self.legacy_seen.len()
+            + self.rollups.len()
+            + self.status.len()
+            + self.open.len()
     }
 }
 
@@ -239,6 +249,7 @@ impl ScanResults {
 
     fn raise(
         &self,
+        open: &mut StateStore<i64>,
         report: &ScanReport,
         repo: &str,
         out: &mut Outputs,
@@ -265,8 +276,12 @@ impl ScanResults {
                         format!("scan_critical/{repo}/{branch}"),
                     )
                 }
-                _ => continue,
+                _ => {
+                    self.resolve(open, rule, report, repo, out)?;
+                    continue;
+                }
             };
+            open.insert(dedup_key.clone(), report.received_at);
             let alert = Draft {
                 rule,
                 kind: "result",
@@ -287,20 +302,58 @@ impl ScanResults {
                 source_id: &report.id,
                 resources: vec![repo.to_string()],
                 tags: report.team.iter().map(|t| format!("team:{t}")).collect(),
-                attributes: [
-                    ("branch".to_string(), branch.to_string()),
-                    ("scan_id".to_string(), report.id.clone()),
-                    (
-                        "invoked_by".to_string(),
-                        report.repo_context.invoked_by.clone().unwrap_or_default(),
-                    ),
-                ]
-                .into(),
+                attributes: scan_attributes(report, repo),
                 raised_at: report.received_at,
             }
             .build();
             out.push_alert(&self.topics.alerts, &self.alerts, &alert)?;
         }
+        Ok(())
+    }
+
+    /// A clean scan of a repository and branch resolves the alert `rule` raised on an earlier
+    /// scan of them: the same dedup key, status `resolved` (incident integrations close it).
+    fn resolve(
+        &self,
+        open: &mut StateStore<i64>,
+        rule: &AlertRule,
+        report: &ScanReport,
+        repo: &str,
+        out: &mut Outputs,
+    ) -> Result<(), ProcessError> {
+        let branch = report.repo_context.branch.as_deref().unwrap_or("");
+        let (dedup_key, title) = match rule {
+            AlertRule::ScanFailed { .. } => (
+                format!("scan_failed/{repo}/{branch}"),
+                format!("Scan of {repo} ({branch}) passes again"),
+            ),
+            AlertRule::ScanCriticalOnDefaultBranch { .. } => (
+                format!("scan_critical/{repo}/{branch}"),
+                format!("No critical findings on {repo} {branch} any more"),
+            ),
+            _ => return Ok(()),
+        };
+        // Only a scan at least as new as the one that opened it.
+        match open.get(&dedup_key) {
+            Some(&opened) if opened <= report.received_at => {}
+            _ => return Ok(()),
+        }
+        open.remove(&dedup_key);
+        let alert = Draft {
+            rule,
+            kind: "result",
+            title,
+            description: format!("Scan {} of {repo} ({branch}) is clean.", report.id),
+            dedup_key,
+            source_topic: &self.topics.input,
+            source_id: &report.id,
+            resources: vec![repo.to_string()],
+            tags: report.team.iter().map(|t| format!("team:{t}")).collect(),
+            attributes: scan_attributes(report, repo),
+            raised_at: report.received_at,
+        }
+        .build_resolved();
+        out.push_alert(&self.topics.alerts, &self.alerts, &alert)?;
         Ok(())
     }
 
@@ -539,7 +592,7 @@ impl Processor for ScanResults {
         entry.branch = branch.clone();
         self.update_status(state, &repo, &branch, &report, &entry, out)?;
         state.scans.insert(report.id.clone(), entry);
-        self.raise(&report, &repo, out)
+        self.raise(&mut state.open, &report, &repo, out)
     }
 
     fn tick(&mut self, state: &mut ScanResultsState, now_micros: i64, _out: &mut Outputs) {
@@ -558,6 +611,24 @@ impl Processor for ScanResults {
                 > now_micros
         });
     }
+}
+
+/// What a scan alert says about its scan, for the notifier's links and context.
+fn scan_attributes(report: &ScanReport, repo: &str) -> std::collections::BTreeMap<String, String> {
+    let ctx = &report.repo_context;
+    [
+        ("branch", ctx.branch.clone().unwrap_or_default()),
+        ("scan_id", report.id.clone()),
+        ("invoked_by", ctx.invoked_by.clone().unwrap_or_default()),
+        ("repository", repo.to_string()),
+        (
+            "repository_uri",
+            ctx.repository_uri.clone().unwrap_or_default(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// The UTC day (days since 1970-01-01) of `micros`. Every i64 fits: `i64::MAX / DAY_MICROS` is
@@ -729,6 +800,66 @@ mod tests {
     }
 
     #[test]
+    fn a_clean_scan_of_the_same_repository_and_branch_resolves_the_alerts_it_had() {
+        let mut p = processor();
+        let mut state = ScanResultsState::default();
+        let out = feed(
+            &mut p,
+            &mut state,
+            &[
+                report("s1", "web", "main", 100, 2, "❌"),
+                report("s2", "web", "dev", 200, 0, "✅"),
+                report("s3", "web", "main", 300, 0, "✅"),
+                report("s4", "web", "main", 400, 0, "✅"),
+            ],
+        );
+        let alerts: Vec<Alert> = out
+            .records
+            .iter()
+            .filter(|r| r.topic == "alerts")
+            .map(|r| Codec::<Alert>::new().unwrap().decode(&r.payload).unwrap())
+            .collect();
+        let seen: Vec<(&str, &str, &str)> = alerts
+            .iter()
+            .map(|a| {
+                (
+                    a.source_id.as_str(),
+                    a.status.as_str(),
+                    a.dedup_key.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("s1", "open", "scan_critical/web/main"),
+                ("s1", "open", "scan_failed/web/main"),
+                ("s3", "resolved", "scan_critical/web/main"),
+                ("s3", "resolved", "scan_failed/web/main"),
+            ],
+            "a clean scan of another branch resolves nothing; a second clean scan nothing more"
+        );
+        assert_ne!(alerts[1].alert_id, alerts[3].alert_id);
+        // The open set survives a restore from the changelog.
+        let mut restored = ScanResultsState::default();
+        let mut state2 = ScanResultsState::default();
+        feed(
+            &mut p,
+            &mut state2,
+            &[report("s5", "api", "main", 100, 0, "❌")],
+        );
+        for c in state2.snapshot() {
+            restored.apply(&c).unwrap();
+        }
+        let out = feed(
+            &mut p,
+            &mut restored,
+            &[report("s6", "api", "main", 200, 0, "✅")],
+        );
+        assert_eq!(out.counters.alerts, 1);
+    }
+
+    #[test]
     fn hostile_counts_and_times_saturate_instead_of_overflowing() {
         let mut p = processor();
         let mut state = ScanResultsState::default();
@@ -796,7 +927,8 @@ mod tests {
                 report("b", "api", "dev", 2, 0, "✅"),
             ],
         );
-        assert_eq!(state.live_keys(), 2 + 2 + 2);
+        // Seen scans, rollups, statuses, and the two alerts open on web/main.
+        assert_eq!(state.live_keys(), 2 + 2 + 2 + 2);
         crate::state::assert_snapshot_round_trips(&state);
         // The restored state still knows the scans it has seen.
         let mut restored = ScanResultsState::default();

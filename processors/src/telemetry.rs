@@ -187,6 +187,38 @@ impl Telemetry {
         Ok(())
     }
 
+    /// What a runtime alert says about its event for the notifier: the call, where, and the
+    /// event itself (redacted, as the clean stream has it).
+    fn event_attributes(&self, ev: &TelemetryEvent) -> std::collections::BTreeMap<String, String> {
+        let e = ev.envelope();
+        let (call, address) = match ev {
+            TelemetryEvent::IdentityChange(c) => (c.change_type.clone(), None),
+            TelemetryEvent::Process(_) => ("exec".to_string(), None),
+            TelemetryEvent::Network(n) => (n.operation.clone(), n.local_addr.clone()),
+            TelemetryEvent::WebappRegistration(_) => ("webapp_registration".to_string(), None),
+            _ => (ev.kind().to_string(), None),
+        };
+        let mut clean = ev.clone();
+        self.redactor.redact_event(&mut clean);
+        [
+            ("host", e.host.clone()),
+            ("pid", e.pid.to_string()),
+            ("call", call),
+            ("event_id", e.event_id.clone()),
+            ("namespace", e.namespace.clone().unwrap_or_default()),
+            ("pod", e.pod.clone().unwrap_or_default()),
+            ("address", address.unwrap_or_default()),
+            (
+                "original",
+                serde_json::to_string(&clean).unwrap_or_default(),
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
     fn alert(
         &self,
         state: &mut TelemetryState,
@@ -252,11 +284,7 @@ impl Telemetry {
                     .iter()
                     .map(|n| format!("namespace:{n}"))
                     .collect(),
-                attributes: [
-                    ("host".to_string(), e.host.clone()),
-                    ("pid".to_string(), e.pid.to_string()),
-                ]
-                .into(),
+                attributes: self.event_attributes(ev),
                 raised_at: e.event_time,
             }
             .build();

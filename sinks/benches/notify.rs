@@ -67,6 +67,7 @@ fn alert(i: u64) -> Notification {
         tags: vec![],
         occurrences: 1,
         raised_at_ms: None,
+        context: vec![],
     })
 }
 

@@ -31,6 +31,18 @@ pub struct Rejected {
     pub reason: String,
 }
 
+/// A record given up on after its batch was acknowledged (a notification whose delivery went on
+/// in the background and died): it goes to the dead-letter topic without its origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LateRejected {
+    /// The record's key.
+    pub key: Vec<u8>,
+    /// The record, encoded as on its topic.
+    pub payload: Vec<u8>,
+    /// Why, in the destination's words.
+    pub reason: String,
+}
+
 /// A destination that takes batches of records.
 pub trait Sink: Send {
     /// The decoded record type this sink writes.
@@ -43,4 +55,19 @@ pub trait Sink: Send {
         &mut self,
         batch: &[Self::Record],
     ) -> impl Future<Output = Result<Vec<Rejected>, SinkError>> + Send;
+
+    /// Records given up on since the last call, after their batch was acknowledged. The runtime
+    /// asks about once a second while the sink is idle. Sinks that finish each record within
+    /// `write` have none.
+    fn late_rejections(
+        &mut self,
+    ) -> impl Future<Output = Result<Vec<LateRejected>, SinkError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
+    /// The runtime is stopping (the last batch is committed): finish what can be finished
+    /// quickly. Sinks that finish each record within `write` have nothing to do.
+    fn close(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }

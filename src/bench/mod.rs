@@ -1,5 +1,5 @@
 //! `secpipe bench ...`: throughput figures measured on the running local stack, one module per
-//! bench: `gateway`, `processor`, `loader`, and `pipeline` (every role, with the limits).
+//! bench: `gateway`, `processor`, `loader`, `pipeline`, and `notify` (the notifier with one integration hung) (every role, with the limits).
 //! Each bench creates its own topics (and ClickHouse database) so runs never mix.
 use std::{
     sync::Arc,
@@ -15,11 +15,13 @@ use crate::Settings;
 
 mod gateway;
 mod loader;
+mod notify;
 mod pipeline;
 mod processor;
 
 pub use gateway::{gateway, GatewayFigures};
 pub use loader::{loader, LoaderFigures};
+pub use notify::{notify, NotifyFigures};
 pub use pipeline::{pipeline, PipelineFigures};
 pub use processor::{processor, ProcessorFigures};
 

@@ -251,6 +251,41 @@ fn reaching_the_threshold_raises_one_alert() {
         (alert.rule.as_str(), alert.severity.as_str()),
         ("admin_event_occurrences", "medium")
     );
+    // The notifier's event(): the count and the admin event itself travel with the alert.
+    assert_eq!(alert.attributes["occurrences"], "2");
+    let original: serde_json::Value = serde_json::from_str(&alert.attributes["original"]).unwrap();
+    assert_eq!(original["occurrences"], 2);
+
+    // The event can no longer grow: its alert resolves under the same dedup key; an event
+    // that never raised one resolves nothing.
+    let quiet = failure(50_000, "other reason");
+    let rec = InRecord {
+        topic: "in",
+        partition: 0,
+        offset: 3,
+        timestamp_ms: 0,
+        key: None,
+        payload: &quiet,
+    };
+    p.process(&mut state, &rec, &mut out).unwrap();
+    let mut later = Outputs::default();
+    p.tick(
+        &mut state,
+        micros(10 * 24 * 3600) + 1_000_000 * 60_000,
+        &mut later,
+    );
+    let resolved: Vec<Alert> = later
+        .records
+        .iter()
+        .filter(|r| r.topic == "alerts")
+        .map(|r| Codec::<Alert>::new().unwrap().decode(&r.payload).unwrap())
+        .collect();
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(
+        (resolved[0].status.as_str(), resolved[0].dedup_key.as_str()),
+        ("resolved", alert.dedup_key.as_str())
+    );
+    assert!(state.events.is_empty());
 }
 
 #[test]

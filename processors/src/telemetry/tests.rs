@@ -246,18 +246,13 @@ fn root_identity_changes_temp_dir_launches_and_new_ports_raise_alerts() {
             at(TelemetryEvent::WebappRegistration(web), T0, 2, "w2"), // same host and port
         ],
     );
-    let alerts: Vec<String> = out
+    let records: Vec<Alert> = out
         .records
         .iter()
         .filter(|r| r.topic == "alerts")
-        .map(|r| {
-            Codec::<Alert>::new()
-                .unwrap()
-                .decode(&r.payload)
-                .unwrap()
-                .rule
-        })
+        .map(|r| Codec::<Alert>::new().unwrap().decode(&r.payload).unwrap())
         .collect();
+    let alerts: Vec<&str> = records.iter().map(|a| a.rule.as_str()).collect();
     assert_eq!(
         alerts,
         vec![
@@ -266,6 +261,13 @@ fn root_identity_changes_temp_dir_launches_and_new_ports_raise_alerts() {
             "new_listening_port"
         ]
     );
+    // The notifier's event(): the call and the source event (redacted) travel with the alert.
+    let root = &records[0];
+    assert!(!root.attributes["call"].is_empty());
+    let original: serde_json::Value = serde_json::from_str(&root.attributes["original"]).unwrap();
+    assert_eq!(original["type"], "identity_change");
+    assert_eq!(original["to_id"], 0);
+    assert_eq!(records[1].attributes["call"], "exec");
 }
 
 fn heartbeat(t: i64, pid: i64, id: &str) -> TelemetryEvent {

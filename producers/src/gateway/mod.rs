@@ -9,6 +9,7 @@ mod admin_query;
 mod auth;
 mod ingest;
 mod limits;
+mod notify;
 mod rejection;
 mod rhacs_events;
 mod tls;
@@ -83,6 +84,8 @@ pub(crate) struct Gateway {
     /// The configured admin-event retention (`processors.admin_events.retention_secs`), in
     /// force unless an administrator set another at run time.
     admin_retention_secs: u64,
+    /// What `/v1/admin/notify/...` sends with; `None`: those endpoints answer 500.
+    notify: Option<secpipe_sinks::notify::NotifyConfig>,
     cfg: GatewayConfig,
     auth: Authenticator,
     limiter: RateLimiter,
@@ -154,6 +157,7 @@ pub fn router(
     topics: Topics,
     scans: &ScanConfig,
     admin: Option<AdminStore<'_>>,
+    notify: Option<&secpipe_sinks::notify::NotifyConfig>,
 ) -> Result<Router, String> {
     if cfg.tokens.is_empty() {
         tracing::warn!("gateway.tokens is empty: every request will be refused with 401");
@@ -164,6 +168,7 @@ pub fn router(
             .with_scan_settings(ScanSettings::new(scans)),
         clickhouse: admin.map(|a| a.clickhouse.client()),
         admin_retention_secs: admin.map_or(0, |a| a.retention_secs),
+        notify: notify.cloned(),
         auth: Authenticator::new(&cfg.tokens, cfg.rate_limit_per_token),
         limiter: RateLimiter::default(),
         cfg: cfg.clone(),
@@ -187,6 +192,8 @@ pub fn router(
         .route("/v1/administration/events/{id}", get(rhacs_events::get))
         .route("/v1/count/administration/events", get(rhacs_events::count))
         .route("/admin/events", get(admin_page::page))
+        .route("/v1/admin/notify/{integration}/test", post(notify::test))
+        .route("/v1/admin/notify/{integration}/raw", post(notify::raw))
         .route("/healthz", get(|| async { "ok" }))
         // Every rejection is JSON, the router's own too.
         .fallback(|| async { Rejection::NotFound("no such endpoint".into()) })
@@ -213,9 +220,10 @@ pub async fn serve(
     topics: Topics,
     scans: &ScanConfig,
     admin: Option<AdminStore<'_>>,
+    notify: Option<&secpipe_sinks::notify::NotifyConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(cfg, producer, topics, scans, admin)
+    let app = router(cfg, producer, topics, scans, admin, notify)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     let addr = listener.local_addr()?;
     match (&cfg.tls_cert, &cfg.tls_key) {

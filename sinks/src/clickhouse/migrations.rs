@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "admin_events_rhacs",
         sql: include_str!("migrations/0008_admin_events_rhacs.sql"),
     },
+    Migration {
+        version: 9,
+        name: "notification_state",
+        sql: include_str!("migrations/0009_notification_state.sql"),
+    },
 ];
 
 #[derive(Debug, clickhouse::Row, Serialize, Deserialize)]

@@ -8,14 +8,25 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::{
-    EmailConfig, Integration, Kind, OpsgenieConfig, PagerDutyConfig, Severity, SlackConfig,
-    SnsConfig, SplunkConfig, TeamsConfig, ThrottleConfig, WebhookConfig,
+    EmailConfig, Integration, Kind, LinkConfig, OpsgenieConfig, PagerDutyConfig, Severity,
+    SlackConfig, SnsConfig, SplunkConfig, TeamsConfig, ThrottleConfig, WebhookConfig,
 };
 
 /// Everything the [`Notifier`](super::Notifier) needs (section `[notify]`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NotifyConfig {
+    /// Deliveries in progress at once per endpoint (each endpoint has its own lane, so a hung
+    /// one only holds itself). One incident's messages keep their order. Default 4.
+    pub concurrency_per_endpoint: usize,
+    /// Deliveries waiting or in progress per endpoint, at most; past it a new one is dead at
+    /// once (dead-lettered), so a hung endpoint under a storm cannot grow memory without
+    /// bound. Default 10000.
+    pub max_queue_per_endpoint: usize,
+    /// A restart resumes deliveries queued within this many hours and not finished. Default 24.
+    pub resume_within_hours: u64,
+    /// Links back to the source, per kind of source (`[notify.links]`).
+    pub links: LinkConfig,
     /// Retries of failed attempts.
     pub retry: RetryConfig,
     /// Throttling of repeated alerts and events.
@@ -26,6 +37,21 @@ pub struct NotifyConfig {
     /// Which notifications go where (`[[notify.routes]]`); a notification goes to every
     /// endpoint of every route it matches, once. Default none.
     pub routes: Vec<RouteConfig>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            concurrency_per_endpoint: 4,
+            max_queue_per_endpoint: 10_000,
+            resume_within_hours: 24,
+            links: LinkConfig::default(),
+            retry: RetryConfig::default(),
+            throttle: ThrottleConfig::default(),
+            integrations: BTreeMap::new(),
+            routes: Vec::new(),
+        }
+    }
 }
 
 /// Retries (section `[notify.retry]`). Attempt n waits `initial_backoff_ms * 2^(n-1)`, capped
@@ -87,7 +113,8 @@ impl RetryConfig {
 pub struct RouteConfig {
     /// A name for logs. Default empty.
     pub name: String,
-    /// `result`, `alert`, `event`. Default all three.
+    /// `result` (a summary per scan: pass, warn, fail, unknown, new risks), `alert`, `event`.
+    /// Default `["alert", "event"]`: scan summaries are only sent where asked for.
     pub kinds: Vec<Kind>,
     /// The least severity that matches: `info`, `low`, `medium`, `high`, `critical`. Default
     /// `info`.
@@ -103,7 +130,7 @@ impl Default for RouteConfig {
     fn default() -> Self {
         Self {
             name: String::new(),
-            kinds: vec![Kind::Result, Kind::Alert, Kind::Event],
+            kinds: vec![Kind::Alert, Kind::Event],
             min_severity: Severity::Info,
             tags: Vec::new(),
             to: Vec::new(),
@@ -136,6 +163,26 @@ impl IntegrationConfig {
             IntegrationConfig::Splunk(c) => c.endpoints.len(),
             IntegrationConfig::Email(c) => c.endpoints.len(),
             IntegrationConfig::Sns(c) => c.endpoints.len(),
+        }
+    }
+
+    /// Replaces the endpoints (`secpipe notify raw --endpoint`).
+    pub fn set_endpoints(&mut self, endpoints: Vec<String>) {
+        let secrets = || {
+            endpoints
+                .iter()
+                .map(|e| super::Secret::new(e.as_str()))
+                .collect()
+        };
+        match self {
+            IntegrationConfig::Webhook(c) => c.endpoints = endpoints,
+            IntegrationConfig::Slack(c) => c.endpoints = endpoints,
+            IntegrationConfig::Teams(c) => c.endpoints = endpoints,
+            IntegrationConfig::Pagerduty(c) => c.endpoints = secrets(),
+            IntegrationConfig::Opsgenie(c) => c.endpoints = secrets(),
+            IntegrationConfig::Splunk(c) => c.endpoints = endpoints,
+            IntegrationConfig::Email(c) => c.endpoints = endpoints,
+            IntegrationConfig::Sns(c) => c.endpoints = endpoints,
         }
     }
 
@@ -241,7 +288,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(cfg.routes[0].kinds.len(), 3);
+        assert_eq!(cfg.routes[0].kinds, [Kind::Alert, Kind::Event]);
         let typo = serde_json::from_value::<NotifyConfig>(serde_json::json!({
             "integrations": {"s": {"type": "slack", "endpoint": ["x"]}}
         }));

@@ -160,6 +160,10 @@ pub struct Alert {
     pub occurrences: u64,
     #[serde(default)]
     pub raised_at_ms: Option<u64>,
+    /// Who or what else is worth naming, as (label, value): the person who invoked the scan,
+    /// the cluster, the namespace.
+    #[serde(default)]
+    pub context: Vec<(String, String)>,
 }
 
 /// A real-time event (an API call, a login) that a rule rated WARN or FAIL.
@@ -191,6 +195,12 @@ pub struct Event {
     /// The whole original event.
     #[serde(default)]
     pub original: serde_json::Value,
+    /// Where to look further (an admin page, a dashboard).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// As [`Alert::context`].
+    #[serde(default)]
+    pub context: Vec<(String, String)>,
 }
 
 fn one() -> u64 {
@@ -275,7 +285,17 @@ impl Notification {
         match self {
             Notification::Result(r) => r.url.as_deref(),
             Notification::Alert(a) => a.url.as_deref(),
+            Notification::Event(e) => e.url.as_deref(),
             _ => None,
+        }
+    }
+
+    /// The context worth naming, as (label, value).
+    pub fn context(&self) -> &[(String, String)] {
+        match self {
+            Notification::Alert(a) => &a.context,
+            Notification::Event(e) => &e.context,
+            _ => &[],
         }
     }
 

@@ -7,6 +7,9 @@ mod config;
 mod deliver;
 mod email;
 mod http;
+mod journal;
+mod lanes;
+pub mod manual;
 mod message;
 mod opsgenie;
 mod pagerduty;
@@ -16,6 +19,7 @@ mod sink;
 mod slack;
 mod smtp;
 mod sns;
+mod source;
 mod splunk;
 mod teams;
 mod text;
@@ -40,9 +44,10 @@ pub use message::{
 pub use opsgenie::OpsgenieConfig;
 pub use pagerduty::PagerDutyConfig;
 pub use route::Target;
-pub use sink::{notification, NotifySink};
+pub use sink::NotifySink;
 pub use slack::SlackConfig;
 pub use sns::SnsConfig;
+pub use source::{notification, render, scan_result, LinkConfig, Notifiable};
 pub use splunk::SplunkConfig;
 pub use teams::TeamsConfig;
 pub use text::rfc3339;
@@ -194,6 +199,7 @@ pub(crate) mod fixtures {
             tags: vec![],
             occurrences: 1,
             raised_at_ms: None,
+            context: vec![],
         }
     }
 
@@ -213,6 +219,8 @@ pub(crate) mod fixtures {
             occurrences: 1,
             raised_at_ms: Some(1_440_938_160_000),
             original: serde_json::json!({"detail": {"eventName": "ConsoleLogin"}}),
+            url: None,
+            context: vec![],
         }
     }
 }

@@ -100,6 +100,16 @@ impl Throttle {
         }
     }
 
+    /// What is remembered about `key`, zeros when nothing is.
+    pub fn entry(&self, key: &str) -> ThrottleEntry {
+        let last = self.keys.get(key);
+        ThrottleEntry {
+            dedup_key: key.to_string(),
+            last_delivered_ms: last.map_or(0, |l| l.delivered_ms),
+            held_back: last.map_or(0, |l| l.held_back),
+        }
+    }
+
     /// The condition of `key` is over: the next occurrence is news again.
     pub fn resolved(&mut self, key: &str) {
         self.keys.remove(key);

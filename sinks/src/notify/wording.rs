@@ -4,6 +4,19 @@
 use super::message::Notification;
 use super::text::truncate;
 
+/// Facts carry static labels; a context label is one of the few secpipe fills in.
+fn context_label(label: &str) -> &'static str {
+    match label {
+        "invoked_by" => "Invoked by",
+        "cluster" => "Cluster",
+        "namespace" => "Namespace",
+        "branch" => "Branch",
+        "repository" => "Repository",
+        "host" => "Host",
+        _ => "Context",
+    }
+}
+
 impl Notification {
     /// One line saying what happened, the subject of every format.
     pub fn title(&self) -> String {
@@ -76,6 +89,11 @@ impl Notification {
                         facts.push((label, v.clone()));
                     }
                 }
+            }
+        }
+        for (label, value) in self.context() {
+            if !value.is_empty() {
+                facts.push((context_label(label), value.clone()));
             }
         }
         if self.occurrences() > 1 {

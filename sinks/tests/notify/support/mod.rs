@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use secpipe_sinks::notify::{
-    Alert, CheckStatus, Event, IntegrationConfig, NotifyConfig, RetryConfig, RouteConfig,
+    Alert, CheckStatus, Event, IntegrationConfig, Kind, NotifyConfig, RetryConfig, RouteConfig,
     ScanResult, Severity, ThrottleConfig,
 };
 use tokio::task::JoinHandle;
@@ -192,9 +192,11 @@ pub fn config(integrations: Vec<(&str, IntegrationConfig)>) -> NotifyConfig {
             .map(|(n, c)| (n.to_string(), c))
             .collect(),
         routes: vec![RouteConfig {
+            kinds: vec![Kind::Result, Kind::Alert, Kind::Event],
             to: names,
             ..Default::default()
         }],
+        ..Default::default()
     }
 }
 
@@ -217,6 +219,7 @@ pub fn alert(id: &str) -> Alert {
         tags: vec!["prod".into()],
         occurrences: 1,
         raised_at_ms: Some(1_700_000_000_000),
+        context: vec![],
     }
 }
 
@@ -237,6 +240,8 @@ pub fn event(id: &str) -> Event {
         raised_at_ms: Some(1_700_000_000_000),
         original: serde_json::json!({"detail-type": "AWS Console Sign In via CloudTrail",
             "detail": {"eventName": "ConsoleLogin", "sourceIPAddress": "203.0.113.7"}}),
+        url: None,
+        context: vec![],
     }
 }
 
