@@ -32,14 +32,16 @@ pub async fn gateway_on(
     gateway::serve(
         listener,
         &settings.gateway,
-        producer.clone(),
-        settings.kafka.topics.clone(),
-        &settings.scans,
-        Some(gateway::AdminStore {
-            clickhouse: &settings.clickhouse,
-            retention_secs: settings.processors.admin_events.retention_secs,
-        }),
-        Some(&settings.notify),
+        gateway::Backends {
+            producer: producer.clone(),
+            topics: settings.kafka.topics.clone(),
+            scans: &settings.scans,
+            admin: Some(gateway::AdminStore {
+                clickhouse: &settings.clickhouse,
+                retention_secs: settings.processors.admin_events.retention_secs,
+            }),
+            notify: Some(&settings.notify),
+        },
         async move { shutdown.wait().await },
     )
     .await?;

@@ -150,15 +150,28 @@ pub struct AdminStore<'a> {
     pub retention_secs: u64,
 }
 
+/// What the gateway works with besides its own settings.
+pub struct Backends<'a> {
+    /// Where ingested records go.
+    pub producer: EventProducer,
+    pub topics: Topics,
+    /// How scan reports are completed (`[scans]`).
+    pub scans: &'a ScanConfig,
+    /// The admin read APIs' store; `None` without ClickHouse.
+    pub admin: Option<AdminStore<'a>>,
+    /// What `/v1/admin/notify/...` sends with; `None` without notifications.
+    pub notify: Option<&'a secpipe_sinks::notify::NotifyConfig>,
+}
+
 /// Builds the gateway's routes.
-pub fn router(
-    cfg: &GatewayConfig,
-    producer: EventProducer,
-    topics: Topics,
-    scans: &ScanConfig,
-    admin: Option<AdminStore<'_>>,
-    notify: Option<&secpipe_sinks::notify::NotifyConfig>,
-) -> Result<Router, String> {
+pub fn router(cfg: &GatewayConfig, backends: Backends<'_>) -> Result<Router, String> {
+    let Backends {
+        producer,
+        topics,
+        scans,
+        admin,
+        notify,
+    } = backends;
     if cfg.tokens.is_empty() {
         tracing::warn!("gateway.tokens is empty: every request will be refused with 401");
     }
@@ -216,14 +229,10 @@ pub fn router(
 pub async fn serve(
     listener: tokio::net::TcpListener,
     cfg: &GatewayConfig,
-    producer: EventProducer,
-    topics: Topics,
-    scans: &ScanConfig,
-    admin: Option<AdminStore<'_>>,
-    notify: Option<&secpipe_sinks::notify::NotifyConfig>,
+    backends: Backends<'_>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(cfg, producer, topics, scans, admin, notify)
+    let app = router(cfg, backends)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     let addr = listener.local_addr()?;
     match (&cfg.tls_cert, &cfg.tls_key) {
