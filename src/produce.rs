@@ -61,11 +61,7 @@ fn progress(len: Option<u64>) -> ProgressBar {
 /// Runs one `secpipe produce`; prints rejected lines to stderr and the summary to stdout.
 pub async fn run(settings: &Settings, kind: Kind, input: &str) -> anyhow::Result<Summary> {
     let producer = EventProducer::new(&settings.kafka, "produce")?;
-    let ingestor = Ingestor::new(
-        producer,
-        settings.kafka.topics.clone(),
-        &settings.gateway.redaction_key,
-    )?;
+    let ingestor = Ingestor::new(producer, settings.kafka.topics.clone(), &settings.gateway)?;
     let (mut reader, len) = open(input)?;
     let bar = progress(len);
     let started = Instant::now();

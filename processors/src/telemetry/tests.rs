@@ -15,7 +15,7 @@ fn processor() -> Telemetry {
         TelemetryConfig::default(),
         topics,
         &crate::alerts::default_rules(),
-        "k",
+        crate::redact::Redactor::new("k"),
     )
     .unwrap()
 }
