@@ -215,6 +215,13 @@ enum BenchCommand {
         #[arg(long, default_value_t = 300_000)]
         events: usize,
     },
+    /// Redaction on one core over the reference mix (no broker or ClickHouse needed): events/s,
+    /// median of 3 runs with min and max, and its share of the gateway's CPU work per event.
+    Redact {
+        /// Events of each mix.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+    },
     /// The telemetry processor, as its own process, on a backlog and then at a steady rate.
     Processor {
         /// Backlog of reference-mix events to process.
@@ -395,6 +402,29 @@ fn main() -> anyhow::Result<()> {
                 println!(
                     "processor telemetry restore after {} input events: a fresh instance restored {} partitions in {:.2} s (summed), reading {} of the changelog's {} records",
                     f.events, f.restore_partitions, f.restore_secs, f.restore_records_read, f.changelog_records
+                );
+                Ok(())
+            }
+            Command::Bench {
+                bench: BenchCommand::Redact { events },
+            } => {
+                let f = secpipe::bench::redact(&settings, events)?;
+                let show = |r: &secpipe::bench::Runs| {
+                    format!(
+                        "median {:.0} events/s (min {:.0}, max {:.0})",
+                        r.median(),
+                        r.min(),
+                        r.max()
+                    )
+                };
+                println!(
+                    "redact, one core, {} events, 3 runs: reference mix {} with {} secrets replaced; full mix {} with {} replaced",
+                    f.events, show(&f.reference), f.reference_redactions, show(&f.full), f.full_redactions
+                );
+                println!(
+                    "gateway CPU per event without redaction (NDJSON parse + checks + Avro encode): {}; redaction is {:.1}% of the gateway's CPU work per event",
+                    show(&f.parse_encode),
+                    100.0 * f.share_of_gateway_cpu()
                 );
                 Ok(())
             }

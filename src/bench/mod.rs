@@ -1,5 +1,6 @@
 //! `secpipe bench ...`: throughput figures measured on the running local stack, one module per
-//! bench: `gateway`, `processor`, `loader`, and `pipeline` (every role, with the limits).
+//! bench: `gateway`, `processor`, `loader`, `pipeline` (every role, with the limits), and
+//! `redact` (the redaction detector on one core, no services needed).
 //! Each bench creates its own topics (and ClickHouse database) so runs never mix.
 use std::{
     sync::Arc,
@@ -17,11 +18,13 @@ mod gateway;
 mod loader;
 mod pipeline;
 mod processor;
+mod redact;
 
 pub use gateway::{gateway, GatewayFigures};
 pub use loader::{loader, LoaderFigures};
 pub use pipeline::{pipeline, PipelineFigures};
 pub use processor::{processor, ProcessorFigures};
+pub use redact::{redact, RedactFigures, Runs};
 
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
