@@ -3,7 +3,10 @@
 use std::{collections::HashMap, sync::Arc};
 
 use axum::{
-    extract::{rejection::PathRejection, Path, Query, State},
+    extract::{
+        rejection::{PathRejection, QueryRejection},
+        Path, Query, State,
+    },
     http::HeaderMap,
     Json,
 };
@@ -71,6 +74,17 @@ fn filter(q: &HashMap<String, String>) -> Result<AdminEventFilter, Rejection> {
     const KNOWN: [&str; 9] = [
         "image", "command", "reason", "cluster", "since", "until", "sort", "limit", "offset",
     ];
+    // The query is percent-decoded lossily: bytes that are not UTF-8 (`image=%FF`) come out
+    // as U+FFFD, which no image, command or time holds.
+    if let Some((k, _)) = q
+        .iter()
+        .find(|(k, v)| k.contains('\u{FFFD}') || v.contains('\u{FFFD}'))
+    {
+        return Err(Rejection::invalid(
+            k.clone(),
+            "not valid UTF-8 once percent-decoded",
+        ));
+    }
     if let Some(unknown) = q.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(Rejection::invalid(
             unknown.clone(),
@@ -144,9 +158,12 @@ fn store_error(e: SinkError, retry_after_secs: u32) -> Rejection {
 pub(crate) async fn list(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, Rejection> {
     let client = admin_only(&gw, &headers)?;
+    // A query string that does not decode (e.g. `image=%FF`) is a bad request with a JSON
+    // reason, not axum's plain-text rejection.
+    let Query(q) = q.map_err(|e| Rejection::invalid("query", e.body_text()))?;
     let f = filter(&q)?;
     let (events, total) = admin_api::list(client, &f)
         .await
@@ -217,6 +234,7 @@ mod tests {
             ("offset", "-9223372036854775808"),
             ("sort", "name"),
             ("colour", "red"),
+            ("image", "\u{FFFD}"),
         ] {
             match filter(&q(&[(k, v)])) {
                 Err(Rejection::Invalid { field, .. }) => assert_eq!(field, k),
