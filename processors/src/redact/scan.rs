@@ -399,10 +399,26 @@ enum Trigger {
 
 /// The compiled detector.
 pub struct Scanner {
+    /// Every trigger, case-insensitive.
     automaton: AhoCorasick,
     triggers: Vec<Trigger>,
+    /// The triggers that need no separator around them (token prefixes, `eyJ`, webhook URLs),
+    /// case-sensitive: all a string without `=`, `:`, a blank or a quote can hold.
+    bare: Bare,
+    bare_triggers: Vec<Trigger>,
     extra_keys: Vec<String>,
 }
+
+/// The searcher of the bare triggers: SIMD (Teddy) where the CPU has it, an automaton
+/// otherwise. Bare strings are the long ones (symbols, module paths), so this is where bytes go.
+enum Bare {
+    Packed(aho_corasick::packed::Searcher),
+    Automaton(AhoCorasick),
+}
+
+/// The shortest secret a string without separators can hold: a JWT (`eyJ` + 7, `.`, 2, `.`)
+/// or a token (`xoxb-` + 10).
+const SHORTEST_BARE_SECRET: usize = 14;
 
 impl Scanner {
     /// `extra_keys`: configured key endings (lower case, separators removed) that name secrets.
@@ -438,15 +454,34 @@ impl Scanner {
             }
         }
         let extra_keys = compact_keys;
-        let automaton = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&patterns)
-            .expect("the trigger patterns are plain literals");
+        let build = |patterns: &[String], case_insensitive: bool| {
+            AhoCorasick::builder()
+                .ascii_case_insensitive(case_insensitive)
+                .match_kind(MatchKind::Standard)
+                .kind(Some(AhoCorasickKind::DFA))
+                .build(patterns)
+                .expect("the trigger patterns are plain literals")
+        };
+        let (bare_patterns, bare_triggers): (Vec<String>, Vec<Trigger>) = patterns
+            .iter()
+            .zip(&triggers)
+            .filter(|(_, t)| matches!(t, Trigger::Token(_) | Trigger::Jwt | Trigger::SecretPath))
+            .map(|(p, t)| (p.clone(), *t))
+            .unzip();
+        let packed = aho_corasick::packed::Config::new()
+            .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+            .builder()
+            .extend(&bare_patterns)
+            .build();
+        let bare = match packed {
+            Some(searcher) => Bare::Packed(searcher),
+            None => Bare::Automaton(build(&bare_patterns, false)),
+        };
         Self {
-            automaton,
+            automaton: build(&patterns, true),
             triggers,
+            bare,
+            bare_triggers,
             extra_keys,
         }
     }
@@ -455,15 +490,70 @@ impl Scanner {
     /// Ranges start and end on ASCII bytes or the ends of `text`, so they are char boundaries.
     pub fn find(&self, text: &str, spans: &mut Vec<(usize, usize)>) {
         let b = text.as_bytes();
+        // Most strings (symbols, module paths, package names, ids) have no separator: only a
+        // token or a JWT can hide there, and a short one holds neither.
+        let separated = memchr::memchr3(b'=', b':', b' ', b).is_some()
+            || memchr::memchr3(b'"', b'\'', b'\t', b).is_some();
+        if !separated {
+            if b.len() < SHORTEST_BARE_SECRET {
+                return;
+            }
+            // Bare triggers never overlap one another: leftmost matches find them all.
+            match &self.bare {
+                Bare::Packed(p) => {
+                    for m in p.find_iter(b) {
+                        self.on_trigger(
+                            b,
+                            text,
+                            self.bare_triggers[m.pattern().as_usize()],
+                            m.start(),
+                            m.end(),
+                            &mut 0,
+                            spans,
+                        );
+                    }
+                }
+                Bare::Automaton(a) => {
+                    for m in a.find_overlapping_iter(text) {
+                        self.on_trigger(
+                            b,
+                            text,
+                            self.bare_triggers[m.pattern().as_usize()],
+                            m.start(),
+                            m.end(),
+                            &mut 0,
+                            spans,
+                        );
+                    }
+                }
+            }
+            return;
+        }
         let mut key_done = 0;
         for m in self.automaton.find_overlapping_iter(text) {
-            let (s, e) = (m.start(), m.end());
-            match self.triggers[m.pattern().as_usize()] {
+            let t = self.triggers[m.pattern().as_usize()];
+            self.on_trigger(b, text, t, m.start(), m.end(), &mut key_done, spans);
+        }
+    }
+
+    /// Runs the rule of trigger `t` found at `s..e`.
+    #[allow(clippy::too_many_arguments)]
+    fn on_trigger(
+        &self,
+        b: &[u8],
+        text: &str,
+        t: Trigger,
+        s: usize,
+        e: usize,
+        key_done: &mut usize,
+        spans: &mut Vec<(usize, usize)>,
+    ) {
+        {
+            match t {
                 Trigger::Key => {
-                    if e <= key_done {
-                        continue;
+                    if e > *key_done {
+                        *key_done = self.key_value(b, s, e, spans);
                     }
-                    key_done = self.key_value(b, s, e, spans);
                 }
                 Trigger::Token(i) => token(b, s, &TOKENS[i], spans),
                 Trigger::Bearer => scheme(b, s, e, false, spans),
