@@ -147,6 +147,8 @@ impl ExtraRules {
 /// Replaces secrets with keyed fingerprints.
 #[derive(Clone)]
 pub struct Redactor {
+    /// Tells redactors (and so policies) apart in the per-thread cache of clean frames.
+    id: usize,
     mac: Hmac<Sha256>,
     scanner: std::sync::Arc<Scanner>,
     extra: Option<ExtraRules>,
@@ -173,7 +175,9 @@ impl Redactor {
         } else {
             key.as_bytes().to_vec()
         };
+        static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
         Ok(Self {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             mac: Hmac::<Sha256>::new_from_slice(&key_bytes).expect("HMAC takes keys of any size"),
             scanner: std::sync::Arc::new(Scanner::new(&policy.extra_keys)),
             extra: ExtraRules::new(&policy.extra_rules)?,
@@ -303,10 +307,35 @@ impl Redactor {
         stack
             .iter_mut()
             .map(|f| {
-                f.module.as_mut().map_or(0, |s| self.redact_text(s))
-                    + f.symbol.as_mut().map_or(0, |s| self.redact_text(s))
+                f.module.as_mut().map_or(0, |s| self.redact_frame(s))
+                    + f.symbol.as_mut().map_or(0, |s| self.redact_frame(s))
             })
             .sum()
+    }
+
+    /// A stack frame's module or symbol. The same few thousand recur in every event of a
+    /// service, so the ones found clean are remembered (per thread, compared whole, so a
+    /// remembered string is exactly one that was scanned).
+    fn redact_frame(&self, text: &mut String) -> usize {
+        let known_clean = CLEAN_FRAMES.with(|c| {
+            let c = c.borrow();
+            c.0 == self.id && c.1.contains(text.as_str())
+        });
+        if known_clean {
+            return 0;
+        }
+        let n = self.redact_text(text);
+        if n == 0 {
+            CLEAN_FRAMES.with(|c| {
+                let mut c = c.borrow_mut();
+                if c.0 != self.id || c.1.len() >= CLEAN_FRAMES_MAX {
+                    c.0 = self.id;
+                    c.1.clear();
+                }
+                c.1.insert(text.clone());
+            });
+        }
+        n
     }
 
     /// Arguments of a process or call: each is scanned as text, and the argument after a flag
@@ -416,6 +445,15 @@ impl Redactor {
         count
     }
 }
+
+thread_local! {
+    /// (redactor id, stack frame strings that redactor found clean on this thread).
+    static CLEAN_FRAMES: std::cell::RefCell<(usize, std::collections::HashSet<String>)> =
+        std::cell::RefCell::new((0, std::collections::HashSet::new()));
+}
+
+/// Frame strings remembered per thread before the memory starts over.
+const CLEAN_FRAMES_MAX: usize = 16_384;
 
 /// Whether `s` is exactly a fingerprint.
 pub fn is_redacted(s: &str) -> bool {

@@ -374,3 +374,43 @@ fn plant(v: &mut serde_json::Value, jwt: &str) {
         _ => {}
     }
 }
+
+#[test]
+fn frames_remembered_clean_by_one_policy_are_scanned_again_by_another() {
+    use secpipe_schemas::telemetry::{sample, TelemetryKind};
+    let plain = redactor();
+    let strict = Redactor::with_policy(
+        "k",
+        &RedactionConfig {
+            extra_rules: vec![ExtraRule {
+                name: "acme".into(),
+                pattern: r"acme_[0-9a-f]{12}".into(),
+            }],
+            ..RedactionConfig::default()
+        },
+    )
+    .unwrap();
+    let mut event = sample::one_of_each(4)
+        .into_iter()
+        .find(|e| e.kind() == TelemetryKind::File)
+        .unwrap();
+    let TelemetryEvent::File(f) = &mut event else {
+        unreachable!()
+    };
+    f.stack[0].symbol = Some("Java_acme_0123456789ab_native".into());
+    for _ in 0..2 {
+        assert_eq!(plain.redact_event(&mut event.clone()), 0);
+    }
+    let mut e = event.clone();
+    assert_eq!(strict.redact_event(&mut e), 1);
+    assert!(!serde_json::to_string(&e).unwrap().contains("0123456789ab"));
+    // A frame holding a token is never remembered as clean.
+    let TelemetryEvent::File(f) = &mut event else {
+        unreachable!()
+    };
+    f.stack[1].symbol = Some("ghp_0123456789abcdefghijklmnopqrstuvwxyz".into());
+    for _ in 0..2 {
+        let mut e = event.clone();
+        assert_eq!(plain.redact_event(&mut e), 1);
+    }
+}
