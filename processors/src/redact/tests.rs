@@ -414,3 +414,60 @@ fn frames_remembered_clean_by_one_policy_are_scanned_again_by_another() {
         assert_eq!(plain.redact_event(&mut e), 1);
     }
 }
+
+#[test]
+fn random_text_of_trigger_fragments_and_multibyte_characters_never_panics() {
+    // A fixed xorshift sequence: the same 20,000 strings every run.
+    const PARTS: [&str; 24] = [
+        "é",
+        "ü€",
+        "日本",
+        "🔑",
+        " ",
+        "=",
+        ":",
+        "\"",
+        "'",
+        "\t",
+        "&",
+        "#",
+        "--",
+        "-D",
+        "password",
+        "Key",
+        "token",
+        "Bearer ",
+        "Basic ",
+        "eyJ",
+        "AKIA",
+        "ghp_",
+        "://u:p@",
+        "-----BEGIN ",
+    ];
+    let r = redactor();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..20_000 {
+        let mut text = String::new();
+        for _ in 0..(next() % 12) {
+            match next() % 3 {
+                0 => text.push_str(PARTS[(next() % PARTS.len() as u64) as usize]),
+                1 => text.push_str(&"aZ9._/+".repeat((next() % 4) as usize)),
+                _ => text.push(char::from_u32((next() % 0x2FFF) as u32).unwrap_or('x')),
+            }
+        }
+        let mut once = text.clone();
+        r.redact_text(&mut once);
+        let mut twice = once.clone();
+        assert_eq!(
+            r.redact_text(&mut twice),
+            0,
+            "not idempotent: {text:?} -> {once:?}"
+        );
+    }
+}
