@@ -22,6 +22,7 @@ mod keys;
 mod scan;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 pub use keys::KeyKind;
 use scan::Scanner;
