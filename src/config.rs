@@ -246,6 +246,7 @@ impl Settings {
                 "at least kafka.session_timeout_ms (librdkafka refuses less)",
             );
         }
+        self.gateway.validate().map_err(ConfigError::Invalid)?;
         if self.loader.batch_max_rows == 0 {
             return bad("loader.batch_max_rows", "a positive number");
         }

@@ -273,6 +273,13 @@ enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Redaction on one core over the reference mix (no broker or ClickHouse needed): events/s,
+    /// median of 3 runs with min and max, and what it costs the gateway's CPU path per event.
+    Redact {
+        /// Events of each mix.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+    },
     /// The telemetry processor, as its own process, on a backlog and then at a steady rate.
     Processor {
         /// Backlog of reference-mix events to process.
@@ -482,6 +489,30 @@ bench: BenchCommand::Notify { alerts, runs, no_hung },
             } => {
                 let title = format!("bench loader ({events} processed telemetry events, broker {})", settings.kafka.brokers);
                 secpipe::bench::repeat(&title, runs, |_| secpipe::bench::loader(&settings, events)).await?;
+                Ok(())
+            }
+            Command::Bench {
+                bench: BenchCommand::Redact { events },
+            } => {
+                let f = secpipe::bench::redact(&settings, events)?;
+                let show = |r: &secpipe::bench::Runs| {
+                    format!(
+                        "median {:.0} events/s (min {:.0}, max {:.0})",
+                        r.median(),
+                        r.min(),
+                        r.max()
+                    )
+                };
+                println!(
+                    "redact, one core, {} events, 3 runs: reference mix {} with {} secrets replaced; full mix {} with {} replaced",
+                    f.events, show(&f.reference), f.reference_redactions, show(&f.full), f.full_redactions
+                );
+                println!(
+                    "gateway CPU path per core (NDJSON parse + checks + Avro encode): without redaction {}; with it {}: {:.1}% fewer events/s",
+                    show(&f.gateway_without),
+                    show(&f.gateway_with),
+                    f.gateway_drop_percent()
+                );
                 Ok(())
             }
             Command::Bench {

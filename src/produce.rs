@@ -91,12 +91,8 @@ pub async fn run_with(
     ctx: &UploadContext,
 ) -> anyhow::Result<Summary> {
     let producer = EventProducer::new(&settings.kafka, "produce")?;
-    let ingestor = Ingestor::new(
-        producer,
-        settings.kafka.topics.clone(),
-        &settings.gateway.redaction_key,
-    )?
-    .with_scan_settings(ScanSettings::new(&settings.scans));
+    let ingestor = Ingestor::new(producer, settings.kafka.topics.clone(), &settings.gateway)?
+        .with_scan_settings(ScanSettings::new(&settings.scans));
     let (mut reader, len) = open(input)?;
     let bar = progress(len);
     let started = Instant::now();

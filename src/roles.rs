@@ -8,6 +8,7 @@ use secpipe_sinks::{clickhouse::tables::TableSink, notify::NotifySink, Sink};
 
 use secpipe_processors::{
     admin_events::AdminEvents,
+    redact::Redactor,
     scan_results::{ScanResults, ScanResultsTopics},
     telemetry::{Telemetry, TelemetryTopics},
 };
@@ -273,7 +274,10 @@ pub async fn processor(settings: Settings, which: Proc, shutdown: Shutdown) -> a
                 p.telemetry.clone(),
                 topics,
                 &p.alert_rules,
-                &settings.gateway.redaction_key,
+                Redactor::with_policy(
+                    &settings.gateway.redaction_key,
+                    &settings.gateway.redaction,
+                )?,
             )?;
             run_processor(&settings.kafka, p, proc, shutdown).await
         }

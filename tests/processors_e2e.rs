@@ -62,7 +62,7 @@ fn expected_telemetry(s: &Settings) -> BTreeSet<(String, Vec<u8>)> {
         s.processors.telemetry.clone(),
         topics,
         &s.processors.alert_rules,
-        &s.gateway.redaction_key,
+        secpipe_processors::redact::Redactor::new(&s.gateway.redaction_key),
     )
     .unwrap();
     let input = read_partitioned(s, &t.telemetry);

@@ -9,8 +9,17 @@
 #                             latency, peak RSS per role, and the broker's and ClickHouse's limits
 #   secpipe bench notify      the notifier as its own process: deliveries/s to four local
 #                             integrations, one of them hung (median of 3 runs, min, max)
-# Usage: deploy/local/bench.sh [gateway|processor] [extra args of that bench]   (default: both)
+#   secpipe bench redact      redaction on one core over the reference mix (no stack needed):
+#                             events/s, median of 3 runs with min and max
+# Usage: deploy/local/bench.sh [gateway|processor|loader|pipeline|notify|redact] [extra args]
+#        (default: all but redact)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+if [ "${1:-}" = redact ]; then
+    shift
+    say "building secpipe (release)"
+    cargo build --release --quiet --bin secpipe || die "release build failed"
+    exec "$REPO_ROOT/target/release/secpipe" bench redact "$@"
+fi
 export SECPIPE__KAFKA__BROKERS="${BENCH_BROKERS:-127.0.0.1:19092}"
 export SECPIPE__STACK__BROKER_STORAGE=memory
 export SECPIPE__STACK__STATE_DIR=.secpipe/bench
@@ -28,5 +37,5 @@ case "${1:-all}" in
         "$REPO_ROOT/target/release/secpipe" bench loader
         "$REPO_ROOT/target/release/secpipe" bench pipeline
         "$REPO_ROOT/target/release/secpipe" bench notify ;;
-    *) die "unknown bench '$1' (gateway, processor, loader, pipeline, notify)" ;;
+    *) die "unknown bench '$1' (gateway, processor, loader, pipeline, notify, redact)" ;;
 esac

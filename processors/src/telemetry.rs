@@ -150,7 +150,7 @@ impl Telemetry {
         cfg: TelemetryConfig,
         topics: TelemetryTopics,
         rules: &[AlertRule],
-        redaction_key: &str,
+        redactor: Redactor,
     ) -> Result<Self, SchemaError> {
         Ok(Self {
             cfg,
@@ -167,7 +167,7 @@ impl Telemetry {
                 })
                 .cloned()
                 .collect(),
-            redactor: Redactor::new(redaction_key),
+            redactor,
             codec: TelemetryCodec::new()?,
             rollups: Codec::new()?,
             alerts: Codec::new()?,
@@ -332,8 +332,15 @@ impl Processor for Telemetry {
             out.counters.expired += 1;
             return Ok(());
         }
+        // Redacted before anything else reads the event: dedupe keys (a URI), alerts and the
+        // state changelog must never hold a secret either.
+        let redacted = self.redactor.redact_event(&mut ev);
+        if redacted > 0 {
+            let n = u64::try_from(redacted).unwrap_or(u64::MAX);
+            out.counters.redacted = out.counters.redacted.saturating_add(n);
+        }
         let process = ev.process_key();
-        let event_time = e.event_time;
+        let event_time = ev.envelope().event_time;
         let identity = match &ev {
             TelemetryEvent::PackageInfo(p) => Some(format!("{process}|pkg|{}", p.path)),
             TelemetryEvent::DependencyInfo(d) => {
@@ -375,12 +382,9 @@ impl Processor for Telemetry {
             _ => {}
         }
         self.alert(state, &ev, &process, out)?;
-        let redacted = self.redactor.redact_event(&mut ev);
         let payload = if redacted == 0 {
             record.payload.to_vec()
         } else {
-            let redacted = u64::try_from(redacted).unwrap_or(u64::MAX);
-            out.counters.redacted = out.counters.redacted.saturating_add(redacted);
             self.codec.encode(&ev)?
         };
         out.push(&self.topics.clean, process, payload);

@@ -1,7 +1,7 @@
 //! The producer library the gateway, the `secpipe produce` CLI and Rust agents share: parse what
 //! a tool sends, encode it as Avro records keyed for their partition, produce them with
 //! acks=all. Preparing and sending are separate steps so a caller can check limits in between.
-use secpipe_processors::redact::Redactor;
+use secpipe_processors::redact::{RedactionError, Redactor};
 use secpipe_schemas::{
     failures::ScanFailure,
     now_micros,
@@ -12,13 +12,23 @@ use secpipe_schemas::{
 use serde_json::{json, Value};
 
 use crate::{
+    gateway::GatewayConfig,
     kafka::{EventProducer, OutRecord, ProduceError, Topics},
     sarif::{self, UploadContext},
     scan_failure,
     scan_report::{self, InvalidMessage},
     scan_settings::ScanSettings,
-    telemetry::{self, LineError},
+    telemetry::{self, Clock, LineError},
 };
+
+/// An [`Ingestor`] that cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error("gateway.redaction: {0}")]
+    Redaction(#[from] RedactionError),
+}
 
 /// Why input could not be prepared.
 #[derive(Debug, thiserror::Error)]
@@ -105,14 +115,18 @@ pub struct Ingestor {
     telemetry: TelemetryCodec,
     redactor: Redactor,
     scans: ScanSettings,
+    /// How far after the receiver's clock a telemetry event time may be, in microseconds.
+    max_ahead_micros: i64,
 }
 
 impl Ingestor {
+    /// An ingestor redacting and checking telemetry as `cfg` says (`redaction_key`,
+    /// `redaction`, `max_clock_skew_secs`).
     pub fn new(
         producer: EventProducer,
         topics: Topics,
-        redaction_key: &str,
-    ) -> Result<Self, SchemaError> {
+        cfg: &GatewayConfig,
+    ) -> Result<Self, SetupError> {
         Ok(Self {
             producer,
             topics,
@@ -120,7 +134,8 @@ impl Ingestor {
             findings: Codec::new()?,
             failures: Codec::new()?,
             telemetry: TelemetryCodec::new()?,
-            redactor: Redactor::new(redaction_key),
+            redactor: Redactor::with_policy(&cfg.redaction_key, &cfg.redaction)?,
+            max_ahead_micros: cfg.max_clock_skew_micros(),
             scans: ScanSettings::default(),
         })
     }
@@ -129,6 +144,13 @@ impl Ingestor {
     pub fn with_scan_settings(mut self, scans: ScanSettings) -> Self {
         self.scans = scans;
         self
+    }
+
+    fn clock(&self) -> Clock {
+        Clock {
+            now_micros: now_micros(),
+            max_ahead_micros: self.max_ahead_micros,
+        }
     }
 
     /// One end-of-scan message (`/track`).
@@ -213,7 +235,7 @@ impl Ingestor {
     /// An NDJSON telemetry batch, per line: valid lines are prepared (redacted), bad lines are
     /// listed in the summary. Fails only when no line is valid.
     pub fn telemetry(&self, body: &[u8]) -> Result<Prepared, IngestError> {
-        let batch = telemetry::parse_ndjson(body, &self.redactor, now_micros());
+        let batch = telemetry::parse_ndjson(body, &self.redactor, self.clock());
         if batch.events.is_empty() {
             return Err(IngestError::NoValidLine(batch.rejected));
         }
@@ -239,11 +261,11 @@ impl Ingestor {
     /// summary's `rejected`, its `line` being its 1-based position in `events`; fails only when
     /// no event passes.
     pub fn telemetry_events(&self, events: &mut [TelemetryEvent]) -> Result<Prepared, IngestError> {
-        let now = now_micros();
+        let clock = self.clock();
         let mut p = Prepared::default();
         let mut rejected = Vec::new();
         for (i, ev) in events.iter_mut().enumerate() {
-            if let Err(e) = telemetry::checks::check(ev, now) {
+            if let Err(e) = telemetry::checks::check(ev, clock.now_micros, clock.max_ahead_micros) {
                 rejected.push(LineError::new(i + 1, e));
                 continue;
             }

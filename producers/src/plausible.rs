@@ -27,35 +27,90 @@ fn invalid(field: impl Display, reason: String) -> InvalidMessage {
 
 /// Checks an event time in microseconds since the Unix epoch: from 2000-01-01T00:00:00Z
 /// ([`EARLIEST_EVENT_MICROS`]) to one day after `now_micros` ([`MAX_AHEAD_MICROS`]), both
-/// included. The error text names the unit the value was probably written in.
-///
-/// Errors: `"{t} is before 2000-01-01T00:00:00Z: expected microseconds since the Unix epoch"`
-/// and `"{t} is more than 1 day after the receiver's clock ({now}): expected microseconds
-/// since the Unix epoch"`, each followed by a guess of the unit when one fits.
+/// included. See [`event_time_within`].
 pub fn event_time(
     field: impl Display,
     micros: i64,
     now_micros: i64,
 ) -> Result<i64, InvalidMessage> {
-    let latest = now_micros.saturating_add(MAX_AHEAD_MICROS);
+    event_time_within(field, micros, now_micros, MAX_AHEAD_MICROS)
+}
+
+/// The units an epoch number may have been written in, as factors to microseconds.
+const UNITS: [(&str, Unit); 4] = [
+    ("seconds", Unit::Times(1_000_000)),
+    ("milliseconds", Unit::Times(1_000)),
+    ("microseconds", Unit::Times(1)),
+    ("nanoseconds", Unit::Over(1_000)),
+];
+
+#[derive(Clone, Copy)]
+enum Unit {
+    Times(i64),
+    Over(i64),
+}
+
+/// The units in which `n` is a plausible time (from 2000 to `latest`), most coarse first. The
+/// plausible windows of two units never overlap while `latest` is before the year 2970, so a
+/// number names at most one unit; [`event_time_within`] still refuses one that names two.
+pub fn plausible_units(n: i64, latest: i64) -> Vec<&'static str> {
+    UNITS
+        .iter()
+        .filter(|(_, unit)| {
+            let micros = match *unit {
+                Unit::Times(f) => n.checked_mul(f),
+                Unit::Over(d) => Some(n / d),
+            };
+            micros.is_some_and(|t| (EARLIEST_EVENT_MICROS..=latest).contains(&t))
+        })
+        .map(|(name, _)| *name)
+        .collect()
+}
+
+/// Checks an event time in microseconds since the Unix epoch: from 2000-01-01T00:00:00Z
+/// ([`EARLIEST_EVENT_MICROS`]) to `max_ahead_micros` after `now_micros`, both included. A time
+/// outside is refused with the unit it was probably written in (seconds, milliseconds,
+/// nanoseconds: the agent's mistake is named, never silently converted); a number plausible in
+/// more than one unit is refused as ambiguous.
+///
+/// Errors: `"{t} is before 2000-01-01T00:00:00Z: expected microseconds since the Unix epoch"`
+/// and `"{t} is more than {skew} after the receiver's clock ({now}): expected microseconds
+/// since the Unix epoch"`, each followed by a guess of the unit when one fits.
+pub fn event_time_within(
+    field: impl Display,
+    micros: i64,
+    now_micros: i64,
+    max_ahead_micros: i64,
+) -> Result<i64, InvalidMessage> {
+    let latest = now_micros.saturating_add(max_ahead_micros.max(0));
     let plausible = |t: i64| (EARLIEST_EVENT_MICROS..=latest).contains(&t);
-    if plausible(micros) {
+    // The common case: plausible in microseconds and in no other unit.
+    if plausible(micros)
+        && micros / 1_000 < EARLIEST_EVENT_MICROS
+        && micros.saturating_mul(1_000) > latest
+    {
         return Ok(micros);
     }
-    let guess = [
-        ("seconds", micros.checked_mul(1_000_000)),
-        ("milliseconds", micros.checked_mul(1_000)),
-        ("nanoseconds", Some(micros / 1_000)),
-    ]
-    .into_iter()
-    .find(|(_, as_micros)| as_micros.is_some_and(plausible))
-    .map(|(unit, _)| format!(" (this looks like {unit})"))
-    .unwrap_or_default();
+    let units = plausible_units(micros, latest);
+    if units.len() > 1 {
+        return Err(invalid(
+            field,
+            format!(
+                "{micros} is ambiguous: a plausible time in {}; send microseconds since the Unix epoch",
+                units.join(" and in ")
+            ),
+        ));
+    }
+    let guess = units
+        .first()
+        .map(|unit| format!(" (this looks like {unit})"))
+        .unwrap_or_default();
     let when = if micros < EARLIEST_EVENT_MICROS {
         "before 2000-01-01T00:00:00Z".to_string()
     } else {
         format!(
-            "more than 1 day after the receiver's clock ({})",
+            "more than {} after the receiver's clock ({})",
+            skew_text(max_ahead_micros),
             rfc3339(now_micros)
         )
     };
@@ -63,6 +118,14 @@ pub fn event_time(
         field,
         format!("{micros} is {when}: expected microseconds since the Unix epoch{guess}"),
     ))
+}
+
+/// `86400000000` µs as `1 day`, other skews in seconds.
+fn skew_text(micros: i64) -> String {
+    match micros {
+        86_400_000_000 => "1 day".into(),
+        m => format!("{} s", m / 1_000_000),
+    }
 }
 
 /// `micros` as RFC 3339 text, or the number itself where the calendar ends.
@@ -149,9 +212,46 @@ mod tests {
         ] {
             assert!(event_time("t", t, NOW).is_err(), "{t}");
         }
-        // A receiver clock at the end of time cannot overflow the window either.
-        assert_eq!(event_time("t", i64::MAX, i64::MAX), Ok(i64::MAX));
+        // A receiver clock at the end of time cannot overflow the window; a time there is
+        // also a plausible time in nanoseconds, so it is refused as ambiguous.
+        assert!(event_time("t", i64::MAX, i64::MAX)
+            .unwrap_err()
+            .reason
+            .contains("ambiguous"));
         assert!(event_time("t", 0, i64::MIN).is_err());
+    }
+
+    #[test]
+    fn the_skew_is_configurable_and_the_unit_is_named_or_the_number_refused_as_ambiguous() {
+        let hour = 3_600_000_000;
+        assert_eq!(
+            event_time_within("t", NOW + hour, NOW, hour),
+            Ok(NOW + hour)
+        );
+        let e = event_time_within("t", NOW + hour + 1, NOW, hour).unwrap_err();
+        assert!(e.reason.contains("more than 3600 s after"), "{e}");
+        for (n, unit) in [
+            (NOW / 1_000_000, "seconds"),
+            (NOW / 1_000, "milliseconds"),
+            (NOW * 1_000, "nanoseconds"),
+        ] {
+            let e = event_time_within("envelope.event_time", n, NOW, hour).unwrap_err();
+            assert_eq!(e.field, "envelope.event_time");
+            assert!(
+                e.reason.ends_with(&format!("(this looks like {unit})")),
+                "{e}"
+            );
+            assert_eq!(plausible_units(n, NOW), vec![unit]);
+        }
+        // With a receiver clock far in the future, 2e15 is a time in both milliseconds and
+        // microseconds: refused, naming both.
+        let far = i64::MAX / 2;
+        let e = event_time_within("t", 2_000_000_000_000_000, far, 0).unwrap_err();
+        assert!(
+            e.reason
+                .contains("ambiguous: a plausible time in milliseconds and in microseconds"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -47,16 +47,34 @@ pub struct Batch {
     pub redactions: usize,
 }
 
-/// Parses an NDJSON batch received at `now_micros` (the receiver's clock, which bounds how far
-/// ahead an event time may be; see [`checks`]). Blank lines are skipped.
-pub fn parse_ndjson(body: &[u8], redactor: &Redactor, now_micros: i64) -> Batch {
+/// The receiver's clock and how far ahead of it an event time may be (see [`checks`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// Microseconds since the Unix epoch.
+    pub now_micros: i64,
+    /// `gateway.max_clock_skew_secs`, in microseconds.
+    pub max_ahead_micros: i64,
+}
+
+impl Clock {
+    /// The clock at `now_micros` with the default skew of one day.
+    pub fn at(now_micros: i64) -> Self {
+        Self {
+            now_micros,
+            max_ahead_micros: crate::plausible::MAX_AHEAD_MICROS,
+        }
+    }
+}
+
+/// Parses an NDJSON batch received at `clock`. Blank lines are skipped.
+pub fn parse_ndjson(body: &[u8], redactor: &Redactor, clock: Clock) -> Batch {
     let mut batch = Batch::default();
     for (i, line) in body.split(|&b| b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match parse_line(line, now_micros) {
+        match parse_line(line, clock) {
             Ok(mut event) => {
                 batch.redactions += redactor.redact_event(&mut event);
                 batch.events.push(event);
@@ -68,13 +86,13 @@ pub fn parse_ndjson(body: &[u8], redactor: &Redactor, now_micros: i64) -> Batch 
 }
 
 /// One event in its JSON form, typed and checked; an error names the field.
-pub fn parse_line(line: &[u8], now_micros: i64) -> Result<TelemetryEvent, InvalidMessage> {
+pub fn parse_line(line: &[u8], clock: Clock) -> Result<TelemetryEvent, InvalidMessage> {
     // The fast path reads the tagged enum straight from the bytes; only a line it refuses is
     // read again, more slowly, to find the field to name.
     let event = serde_json::from_slice::<TelemetryEvent>(line).map_err(|e| {
         explain(line).unwrap_or_else(|| invalid("$", format!("not a telemetry event: {e}")))
     })?;
-    checks::check(&event, now_micros)?;
+    checks::check(&event, clock.now_micros, clock.max_ahead_micros)?;
     Ok(event)
 }
 
@@ -160,7 +178,7 @@ mod tests {
         body.push_str(&serde_json::to_string(&events[1]).unwrap());
         body.push_str("\nnot json\r\n");
         body.push_str(&serde_json::to_string(&events[2]).unwrap());
-        let batch = parse_ndjson(body.as_bytes(), &Redactor::new("k"), NOW);
+        let batch = parse_ndjson(body.as_bytes(), &Redactor::new("k"), Clock::at(NOW));
         assert_eq!(batch.events.len(), 3);
         let lines: Vec<usize> = batch.rejected.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![2, 5]);
@@ -177,7 +195,7 @@ mod tests {
     fn every_sample_event_passes_the_checks() {
         for event in sample::full_mix(5, 3, 3).take(2_000) {
             let line = serde_json::to_vec(&event).unwrap();
-            assert_eq!(parse_line(&line, NOW), Ok(event));
+            assert_eq!(parse_line(&line, Clock::at(NOW)), Ok(event));
         }
     }
 
@@ -195,7 +213,7 @@ mod tests {
             .unwrap();
         let mut json = serde_json::to_value(&event).unwrap();
         edit(&mut json);
-        parse_line(json.to_string().as_bytes(), NOW)
+        parse_line(json.to_string().as_bytes(), Clock::at(NOW))
     }
 
     #[test]
@@ -285,7 +303,7 @@ mod tests {
     #[test]
     fn token_values_never_survive_parsing() {
         let line = r#"{"type":"auth_token_sighting","envelope":{"event_id":"e1","event_time":1700000000000000,"host":"h","container_id":null,"pod":null,"namespace":null,"pid":7,"app":null},"auth_type":"bearer","token_fingerprint":"eyJhbGciOi.payload.sig","local_port":8080}"#;
-        let batch = parse_ndjson(line.as_bytes(), &Redactor::new("k"), NOW);
+        let batch = parse_ndjson(line.as_bytes(), &Redactor::new("k"), Clock::at(NOW));
         assert_eq!(batch.redactions, 1);
         let json = serde_json::to_string(&batch.events[0]).unwrap();
         assert!(!json.contains("eyJhbGciOi"), "{json}");

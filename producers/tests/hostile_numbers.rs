@@ -22,7 +22,7 @@ use secpipe_processors::{
 };
 use secpipe_producers::{
     scan_failure, scan_report,
-    telemetry::{parse_ndjson, LineError},
+    telemetry::{parse_ndjson, Clock, LineError},
 };
 use secpipe_schemas::{
     catalog,
@@ -44,7 +44,13 @@ fn telemetry_processor() -> Telemetry {
         rollups: "rollups".into(),
         alerts: "alerts".into(),
     };
-    Telemetry::new(TelemetryConfig::default(), topics, &default_rules(), "k").unwrap()
+    Telemetry::new(
+        TelemetryConfig::default(),
+        topics,
+        &default_rules(),
+        secpipe_processors::redact::Redactor::new("k"),
+    )
+    .unwrap()
 }
 
 /// The clocks `tick` runs with.
@@ -123,7 +129,7 @@ fn every_numeric_telemetry_field_at_every_extreme_is_rejected_by_name_or_process
                 let case = format!("{kind}.{field} = {value}");
                 let line = json.to_string();
                 no_panic(&case, || {
-                    let batch = parse_ndjson(line.as_bytes(), &redactor(), NOW);
+                    let batch = parse_ndjson(line.as_bytes(), &redactor(), Clock::at(NOW));
                     match (batch.events.as_slice(), batch.rejected.as_slice()) {
                         ([event], []) => {
                             accepted += 1;
@@ -190,7 +196,7 @@ fn the_issues_two_heartbeats_of_4611686018427387905_bytes_are_rejected_and_canno
         heartbeat("a", NOW),
         heartbeat("b", NOW + 1_000_000)
     );
-    let batch = parse_ndjson(body.as_bytes(), &redactor(), NOW);
+    let batch = parse_ndjson(body.as_bytes(), &redactor(), Clock::at(NOW));
     assert!(batch.events.is_empty());
     assert_eq!(
         batch

@@ -1,5 +1,7 @@
 //! `secpipe bench ...`: throughput figures measured on the running local stack, one module per
-//! bench: `gateway`, `processor`, `loader`, `pipeline`, and `notify` (the notifier with one integration hung) (every role, with the limits).
+//! bench: `gateway`, `processor`, `loader`, `pipeline` (every role, with the limits), `notify`
+//! (the notifier with one integration hung), and `redact` (the redaction detector on one core, no
+//! services needed).
 //! Each bench creates its own topics (and ClickHouse database) so runs never mix.
 use std::{
     sync::Arc,
@@ -18,12 +20,14 @@ mod loader;
 mod notify;
 mod pipeline;
 mod processor;
+mod redact;
 
 pub use gateway::{gateway, GatewayFigures};
 pub use loader::{loader, LoaderFigures};
 pub use notify::{notify, NotifyFigures};
 pub use pipeline::{pipeline, PipelineFigures};
 pub use processor::{processor, ProcessorFigures};
+pub use redact::{redact, RedactFigures, Runs};
 
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {

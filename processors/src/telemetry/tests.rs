@@ -15,7 +15,7 @@ fn processor() -> Telemetry {
         TelemetryConfig::default(),
         topics,
         &crate::alerts::default_rules(),
-        "k",
+        crate::redact::Redactor::new("k"),
     )
     .unwrap()
 }
@@ -546,4 +546,24 @@ fn a_backfill_of_hours_old_heartbeats_is_rolled_up_not_dropped() {
     }
     assert_eq!(newest.len(), 4, "one rollup per minute");
     assert!(newest.values().all(|&n| n == 3), "{newest:?}");
+}
+
+#[test]
+fn a_secret_that_reached_kafka_is_redacted_before_dedupe_keys_and_state() {
+    let mut p = processor();
+    let mut s = TelemetryState::default();
+    let TelemetryEvent::WebappUriDiscovery(mut u) = at(of_kind("webapp_uri_discovery"), T0, 1, "u")
+    else {
+        unreachable!()
+    };
+    u.uri = "/sso/callback?jwt=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzdGF0ZSJ9.c3RhdGU&x=1".into();
+    let out = feed(&mut p, &mut s, &[TelemetryEvent::WebappUriDiscovery(u)]);
+    assert_eq!(out.counters.redacted, 1);
+    // The state (and so the changelog) keys the URI only in its redacted form.
+    let state = format!("{s:?}");
+    assert!(state.contains("jwt=redacted:"), "{state}");
+    assert!(!state.contains("eyJzdWIiOiJzdGF0ZSJ9"), "{state}");
+    let mut changes = Vec::new();
+    s.seen.drain_into(&mut changes);
+    assert!(!format!("{changes:?}").contains("eyJzdWIiOiJzdGF0ZSJ9"));
 }

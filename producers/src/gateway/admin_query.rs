@@ -14,8 +14,19 @@ impl Params {
     pub(crate) fn from_query(
         q: Result<Query<Vec<(String, String)>>, QueryRejection>,
     ) -> Result<Self, Rejection> {
-        q.map(|Query(pairs)| Self(pairs))
-            .map_err(|e| Rejection::invalid("query", e.body_text()))
+        let Query(pairs) = q.map_err(|e| Rejection::invalid("query", e.body_text()))?;
+        // Percent-decoding is lossy: bytes that are not UTF-8 (`image=%FF`) come out as U+FFFD,
+        // which no image, command or time holds.
+        if let Some((k, _)) = pairs
+            .iter()
+            .find(|(k, v)| k.contains('\u{FFFD}') || v.contains('\u{FFFD}'))
+        {
+            return Err(Rejection::invalid(
+                k.clone(),
+                "not valid UTF-8 once percent-decoded",
+            ));
+        }
+        Ok(Self(pairs))
     }
 
     #[cfg(test)]
@@ -107,6 +118,15 @@ impl Params {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn undecodable_bytes_are_refused_naming_the_parameter() {
+        let q = axum::extract::Query(vec![("image".to_string(), "a\u{FFFD}".to_string())]);
+        match super::Params::from_query(Ok(q)) {
+            Err(super::Rejection::Invalid { field, .. }) => assert_eq!(field, "image"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     use super::*;
 
     fn field(r: Rejection) -> String {

@@ -22,6 +22,7 @@ use axum::{
     routing::{get, post},
     Router,
 };
+use secpipe_processors::redact::RedactionConfig;
 use serde::{Deserialize, Serialize};
 
 pub use auth::{hash_token, AuthError, Caller, EventKind, Role, TokenConfig};
@@ -51,10 +52,16 @@ pub struct GatewayConfig {
     /// Callers and their hashed tokens (`[[gateway.tokens]]`). Without any, every request is
     /// refused with 401: there is no anonymous access.
     pub tokens: Vec<TokenConfig>,
-    /// Key of the keyed SHA-256 fingerprints that replace secrets (bearer tokens, environment
-    /// values) in telemetry. Set it: with the default empty key each process draws a random one,
-    /// so fingerprints of the same secret differ across restarts.
+    /// Key of the keyed SHA-256 fingerprints (`redacted:<32 hex>`) that replace secrets in
+    /// telemetry, at the gateway and in the telemetry processor. Set it: with the default empty
+    /// key each process draws a random one, so fingerprints of the same secret differ across
+    /// restarts.
     pub redaction_key: String,
+    /// What else counts as a secret, on top of the built-in rules (`[gateway.redaction]`).
+    pub redaction: RedactionConfig,
+    /// How far after the gateway's clock a telemetry event time may be, in seconds; a later
+    /// one is refused (400, field `envelope.event_time`). At most a year. Default 86400 (a day).
+    pub max_clock_skew_secs: u64,
     /// PEM certificate chain; with `tls_key`, the gateway serves HTTPS (TLS 1.3 only).
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
@@ -70,9 +77,36 @@ impl Default for GatewayConfig {
             rate_limit_per_token: 100_000,
             tokens: Vec::new(),
             redaction_key: String::new(),
+            redaction: RedactionConfig::default(),
+            max_clock_skew_secs: 86_400,
             tls_cert: None,
             tls_key: None,
         }
+    }
+}
+
+impl GatewayConfig {
+    /// Longest `max_clock_skew_secs`: a year. Within it a number is a plausible time in at most
+    /// one unit (seconds, milliseconds, microseconds, nanoseconds).
+    pub const MAX_CLOCK_SKEW_SECS: u64 = 366 * 86_400;
+
+    /// `max_clock_skew_secs` in microseconds, capped at [`Self::MAX_CLOCK_SKEW_SECS`].
+    pub fn max_clock_skew_micros(&self) -> i64 {
+        let secs = self.max_clock_skew_secs.min(Self::MAX_CLOCK_SKEW_SECS);
+        i64::try_from(secs).unwrap_or(i64::MAX) * 1_000_000
+    }
+
+    /// Checks the settings that can be wrong on their own.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_clock_skew_secs > Self::MAX_CLOCK_SKEW_SECS {
+            return Err(format!(
+                "gateway.max_clock_skew_secs: expected at most {} (a year)",
+                Self::MAX_CLOCK_SKEW_SECS
+            ));
+        }
+        self.redaction
+            .validate()
+            .map_err(|e| format!("gateway.redaction: {e}"))
     }
 }
 
@@ -176,7 +210,7 @@ pub fn router(cfg: &GatewayConfig, backends: Backends<'_>) -> Result<Router, Str
         tracing::warn!("gateway.tokens is empty: every request will be refused with 401");
     }
     let state = Arc::new(Gateway {
-        ingestor: Ingestor::new(producer, topics, &cfg.redaction_key)
+        ingestor: Ingestor::new(producer, topics, cfg)
             .map_err(|e| e.to_string())?
             .with_scan_settings(ScanSettings::new(scans)),
         clickhouse: admin.map(|a| a.clickhouse.client()),

@@ -5,7 +5,7 @@
 //!
 //! | fields | range | why |
 //! | --- | --- | --- |
-//! | `envelope.event_time` | 2000-01-01 ..= now + 1 day | see [`plausible::event_time`] |
+//! | `envelope.event_time` | 2000-01-01 ..= now + skew (1 day) | see [`plausible::event_time_within`] |
 //! | `envelope.pid`, `ppid` | [`PID`] | `pid_t` is 32 bits everywhere |
 //! | `uid`, `gid`, `from_id`, `to_id` | [`ID`] | `uid_t` / `gid_t` are `u32` |
 //! | every `*_port` | [`PORT`] | TCP and UDP ports are 16 bits |
@@ -68,8 +68,13 @@ pub const FLAGS: RangeInclusive<i64> = 0..=i32::MAX as i64;
 /// Offsets into a mapped file: non-negative `off_t`s.
 pub const FILE_OFFSET: RangeInclusive<i64> = 0..=i64::MAX;
 
-/// Checks the envelope and every number of `event`; `now_micros` is the receiver's clock.
-pub fn check(event: &TelemetryEvent, now_micros: i64) -> Result<(), InvalidMessage> {
+/// Checks the envelope and every number of `event`; `now_micros` is the receiver's clock and
+/// `max_ahead_micros` how far after it an event time may be (`gateway.max_clock_skew_secs`).
+pub fn check(
+    event: &TelemetryEvent,
+    now_micros: i64,
+    max_ahead_micros: i64,
+) -> Result<(), InvalidMessage> {
     let env = event.envelope();
     if env.event_id.trim().is_empty() {
         return Err(invalid("envelope.event_id", "must not be empty"));
@@ -77,7 +82,12 @@ pub fn check(event: &TelemetryEvent, now_micros: i64) -> Result<(), InvalidMessa
     if env.host.trim().is_empty() {
         return Err(invalid("envelope.host", "must not be empty"));
     }
-    plausible::event_time("envelope.event_time", env.event_time, now_micros)?;
+    plausible::event_time_within(
+        "envelope.event_time",
+        env.event_time,
+        now_micros,
+        max_ahead_micros,
+    )?;
     in_range("envelope.pid", env.pid, &PID, "a process id")?;
     match event {
         TelemetryEvent::ComponentStart(c) => {

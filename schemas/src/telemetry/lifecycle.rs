@@ -34,8 +34,9 @@ pub struct MemoryMap {
     pub path: Option<String>,
 }
 
-/// One environment variable of a process. `value` is clear as the agent sends it; the redaction
-/// processor rewrites it before the event reaches any storage.
+/// One environment variable of a process. `value` is clear as the agent sends it; the gateway
+/// (and again the telemetry processor) redacts it before the event reaches any storage: whole
+/// when the name names a secret, else only the secrets inside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvironmentVariable {
     pub name: String,
