@@ -2,6 +2,7 @@
 //! sinks that insert decoded records as rows.
 
 pub mod admin_api;
+pub mod cluster;
 mod migrations;
 pub mod retention;
 mod scan_results;
@@ -26,6 +27,11 @@ pub struct ClickHouseConfig {
     pub user: String,
     /// Password (never printed). Default empty.
     pub password: secpipe_schemas::Secret,
+    /// Cluster name (a `remote_servers` entry of the servers). Empty (the default): one server,
+    /// plain `*MergeTree` tables. Set: `secpipe migrate` creates every table `ON CLUSTER`,
+    /// replicated (`t_local`, `Replicated*MergeTree` with the `{shard}`/`{replica}` macros) with
+    /// a `Distributed` table `t` in front, which the loader, the views and the admin API use.
+    pub cluster: String,
 }
 
 impl Default for ClickHouseConfig {
@@ -35,6 +41,7 @@ impl Default for ClickHouseConfig {
             database: "secpipe".into(),
             user: "default".into(),
             password: Default::default(),
+            cluster: String::new(),
         }
     }
 }
@@ -43,8 +50,35 @@ impl ClickHouseConfig {
     /// A client for secpipe's database. Validation is off: it needs
     /// `RowBinaryWithNamesAndTypes`, which ClickHouse 18.16 lacks; row types are checked by the
     /// migration tests instead.
+    /// In cluster mode inserts into the distributed tables are synchronous: an insert returns
+    /// once every shard's replica has the rows, so the loader commits offsets only for rows a
+    /// replicated table holds.
     pub fn client(&self) -> ::clickhouse::Client {
-        self.server_client().with_database(&self.database)
+        let client = self.server_client().with_database(&self.database);
+        if self.cluster.is_empty() {
+            client
+        } else {
+            client.with_setting("insert_distributed_sync", "1")
+        }
+    }
+
+    /// The table holding the rows of `table` on this server: `table` itself on a single server,
+    /// its replicated `_local` table in cluster mode (for partition management).
+    pub fn storage_table(&self, table: &str) -> String {
+        if self.cluster.is_empty() {
+            table.to_string()
+        } else {
+            cluster::local_name(table)
+        }
+    }
+
+    /// ` ON CLUSTER `name`` in cluster mode, empty on a single server.
+    pub fn on_cluster(&self) -> String {
+        if self.cluster.is_empty() {
+            String::new()
+        } else {
+            format!(" ON CLUSTER `{}`", self.cluster)
+        }
     }
 
     /// A client without a default database (to create it).
