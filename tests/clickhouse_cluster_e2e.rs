@@ -138,6 +138,7 @@ fn admin_event(id: &str, image: &str, version: i64, last_seen: i64, expires_at: 
             repository: image.into(),
             tag: None,
             digest: None,
+            original: None,
         },
         reason: "timeout".into(),
         cluster: Some("prod".into()),
@@ -147,6 +148,7 @@ fn admin_event(id: &str, image: &str, version: i64, last_seen: i64, expires_at: 
         occurrences: version,
         version,
         expires_at,
+        sources: vec!["cli".into()],
     }
 }
 
@@ -242,8 +244,9 @@ async fn migrations_make_replicated_and_distributed_tables_on_every_node() {
         .unwrap();
     assert!(status.iter().all(|m| m.applied_at.is_some()), "{status:?}");
 
-    // Retention drops the expired partition on every replica; the admin API reads the
-    // distributed table.
+    // Retention on every replica: an expired partition of scan_failures is dropped, an admin
+    // event last seen longer ago than the retention is deleted (a mutation); the admin API reads
+    // the distributed table.
     let now = now_micros();
     let day = 86_400_000_000;
     TableSink::<AdminEvent, AdminEventRow>::new(&s.clickhouse, "admin_events")
@@ -253,27 +256,49 @@ async fn migrations_make_replicated_and_distributed_tables_on_every_node() {
         ])
         .await
         .unwrap();
+    on_node(
+        NODES[0],
+        &format!(
+            "INSERT INTO `{db}`.scan_failures_local (failure_id, image, occurred_at, received_at) \
+             VALUES ('old', 'redis', now() - 40 * 86400, now()), ('new', 'nginx', now(), now())"
+        ),
+    )
+    .await;
     sync_replicas(&s).await;
     for port in NODES {
         let n = count_on(port, &format!("SELECT count() FROM `{db}`.admin_events_local")).await;
-        assert_eq!(n, 2, "node {port} holds both events before retention");
+        let f = count_on(port, &format!("SELECT count() FROM `{db}`.scan_failures_local")).await;
+        assert_eq!((n, f), (2, 2), "node {port} holds every row before retention");
     }
-    let report = secpipe_sinks::clickhouse::retention::run(&s.clickhouse, &s.retention)
-        .await
-        .unwrap();
+    let report = secpipe_sinks::clickhouse::retention::run(
+        &s.clickhouse,
+        &s.retention,
+        s.processors.admin_events.retention_secs,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.admin_event_rows_deleted, 1, "{report:?}");
     assert_eq!(report.dropped.len(), 1, "{report:?}");
-    assert!(report.dropped[0].starts_with("admin_events/"), "{report:?}");
-    sync_replicas(&s).await;
+    assert!(report.dropped[0].starts_with("scan_failures/"), "{report:?}");
     for port in NODES {
-        let ids = on_node(
-            port,
-            &format!("SELECT DISTINCT id FROM `{db}`.admin_events_local ORDER BY id"),
-        )
+        eventually(60, "retention on every replica", || async {
+            let events = on_node(
+                port,
+                &format!("SELECT DISTINCT id FROM `{db}`.admin_events_local ORDER BY id"),
+            )
+            .await;
+            let failures = on_node(
+                port,
+                &format!("SELECT failure_id FROM `{db}`.scan_failures_local ORDER BY failure_id"),
+            )
+            .await;
+            (events == "live\n" && failures == "new\n").then_some(())
+        })
         .await;
-        assert_eq!(ids, "live\n", "node {port}: the expired partition is gone");
     }
     let filter = AdminEventFilter {
         limit: 10,
+        retention_secs: s.processors.admin_events.retention_secs,
         ..Default::default()
     };
     let (events, total) = admin_api::list(&s.clickhouse.client(), &filter)
@@ -281,7 +306,11 @@ async fn migrations_make_replicated_and_distributed_tables_on_every_node() {
         .unwrap();
     assert_eq!(total, 1);
     assert_eq!(events[0].id, "live");
-    assert!(admin_api::get(&s.clickhouse.client(), "live")
+    assert!(admin_api::get(
+        &s.clickhouse.client(),
+        "live",
+        s.processors.admin_events.retention_secs
+    )
         .await
         .unwrap()
         .is_some());
