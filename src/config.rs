@@ -261,6 +261,7 @@ impl Settings {
         {
             return bad("clickhouse.url", "an http:// or https:// URL");
         }
+        self.clickhouse.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 
