@@ -1162,3 +1162,33 @@ fn kubernetes_runs_clickhouse_in_cluster_mode_and_kafka_over_sasl() {
     }
     assert!(triggers > 0);
 }
+
+#[test]
+fn compose_runs_clickhouse_in_cluster_mode_on_a_cluster_it_defines() {
+    let xml = std::fs::read_to_string(root().join("deploy/compose/clickhouse-cluster.xml")).unwrap();
+    let server = parse_xml(&xml).unwrap_or_else(|e| panic!("clickhouse-cluster.xml: {e}"));
+    let macros = server.child("macros").expect("macros");
+    let cluster = macros.child("cluster").expect("macros/cluster").text.clone();
+    for m in ["shard", "replica"] {
+        assert!(macros.child(m).is_some(), "macros/{m}");
+    }
+    assert!(
+        server
+            .child("remote_servers")
+            .and_then(|r| r.child(&cluster))
+            .is_some(),
+        "remote_servers defines {cluster}"
+    );
+    assert!(server.child("zookeeper").is_some() && server.child("keeper_server").is_some());
+    let compose = compose_file();
+    let mounts = strings(&compose["services"]["clickhouse"]["volumes"]);
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.starts_with("./clickhouse-cluster.xml:/etc/clickhouse-server/config.d/")),
+        "{mounts:?}"
+    );
+    for c in compose_containers() {
+        assert_eq!(c.settings().clickhouse.cluster, cluster, "{}", c.origin);
+    }
+}
