@@ -12,6 +12,11 @@ python3 -c "import fastavro" 2>/dev/null || {
     say "installing fastavro (the second Avro implementation of the interop test)"
     python3 -m pip install --quiet "fastavro==1.13.1" || die "pip install fastavro failed"
 }
+# ClickHouse 26.x in process: every migration on a current server (tests/clickhouse_current_ddl.rs).
+python3 -c "import chdb" 2>/dev/null || {
+    say "installing chdb (a current ClickHouse in process, for the migrations check)"
+    python3 -m pip install --quiet "chdb==4.4.0" || die "pip install chdb failed"
+}
 # A real SAST scanner whose SARIF the scan-ingest tests upload (tests/scan_clients_e2e.rs).
 command -v bandit >/dev/null 2>&1 && bandit -f sarif -o /dev/null /dev/null >/dev/null 2>&1 || {
     say "installing bandit with SARIF output (the scanner of the SARIF ingest tests)"

@@ -69,7 +69,7 @@ struct Applied {
 
 /// The statements of a migration: comment lines dropped first (they may contain `;`), then
 /// split on `;`.
-pub(super) fn statements(sql: &str) -> Vec<String> {
+pub fn statements(sql: &str) -> Vec<String> {
     let code: Vec<&str> = sql
         .lines()
         .filter(|l| !l.trim_start().starts_with("--"))
@@ -83,7 +83,7 @@ pub(super) fn statements(sql: &str) -> Vec<String> {
 }
 
 /// The table of applied migrations (rewritten like a migration in cluster mode).
-const SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \
+pub const SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \
      (version UInt32, name String, applied_at DateTime) \
      ENGINE = MergeTree ORDER BY version";
 

@@ -10,7 +10,10 @@ pub mod tables;
 
 use serde::{Deserialize, Serialize};
 
-pub use migrations::{migrate, status as migration_status, Migration, MigrationStatus, MIGRATIONS};
+pub use migrations::{
+    migrate, statements as migration_statements, status as migration_status, Migration,
+    MigrationStatus, MIGRATIONS, SCHEMA_MIGRATIONS,
+};
 pub use scan_results::{ScanResultRow, ScanResultsSink};
 
 use crate::SinkError;
