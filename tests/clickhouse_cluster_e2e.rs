@@ -206,10 +206,7 @@ async fn migrations_make_replicated_and_distributed_tables_on_every_node() {
             "v_failed_scans",
             "v_findings",
         ] {
-            assert!(
-                tables.contains(&format!("{v}\tView\n")),
-                "node {port}: {v}"
-            );
+            assert!(tables.contains(&format!("{v}\tView\n")), "node {port}: {v}");
         }
         assert!(
             !tables.contains("scan_results_v3") && !tables.contains("v2_replaced"),
@@ -221,7 +218,10 @@ async fn migrations_make_replicated_and_distributed_tables_on_every_node() {
     // The columns the later migrations added reached the distributed tables too.
     for port in NODES {
         let cols = on_node(port, &format!("DESCRIBE TABLE `{db}`.scan_results")).await;
-        assert!(cols.contains("received_at_us\tUInt64"), "node {port}: {cols}");
+        assert!(
+            cols.contains("received_at_us\tUInt64"),
+            "node {port}: {cols}"
+        );
         assert!(cols.contains("precedence\tUInt64"), "node {port}: {cols}");
     }
 
@@ -233,7 +233,11 @@ async fn migrations_make_replicated_and_distributed_tables_on_every_node() {
             &format!("SELECT uniqExact(version) FROM `{db}`.schema_migrations_local"),
         )
         .await;
-        assert_eq!(n as usize, secpipe_sinks::clickhouse::MIGRATIONS.len(), "node {port}");
+        assert_eq!(
+            n as usize,
+            secpipe_sinks::clickhouse::MIGRATIONS.len(),
+            "node {port}"
+        );
     }
     let again = secpipe_sinks::clickhouse::migrate(&s.clickhouse)
         .await
@@ -266,9 +270,21 @@ async fn migrations_make_replicated_and_distributed_tables_on_every_node() {
     .await;
     sync_replicas(&s).await;
     for port in NODES {
-        let n = count_on(port, &format!("SELECT count() FROM `{db}`.admin_events_local")).await;
-        let f = count_on(port, &format!("SELECT count() FROM `{db}`.scan_failures_local")).await;
-        assert_eq!((n, f), (2, 2), "node {port} holds every row before retention");
+        let n = count_on(
+            port,
+            &format!("SELECT count() FROM `{db}`.admin_events_local"),
+        )
+        .await;
+        let f = count_on(
+            port,
+            &format!("SELECT count() FROM `{db}`.scan_failures_local"),
+        )
+        .await;
+        assert_eq!(
+            (n, f),
+            (2, 2),
+            "node {port} holds every row before retention"
+        );
     }
     let report = secpipe_sinks::clickhouse::retention::run(
         &s.clickhouse,
@@ -279,7 +295,10 @@ async fn migrations_make_replicated_and_distributed_tables_on_every_node() {
     .unwrap();
     assert_eq!(report.admin_event_rows_deleted, 1, "{report:?}");
     assert_eq!(report.dropped.len(), 1, "{report:?}");
-    assert!(report.dropped[0].starts_with("scan_failures/"), "{report:?}");
+    assert!(
+        report.dropped[0].starts_with("scan_failures/"),
+        "{report:?}"
+    );
     for port in NODES {
         eventually(60, "retention on every replica", || async {
             let events = on_node(
@@ -311,9 +330,9 @@ async fn migrations_make_replicated_and_distributed_tables_on_every_node() {
         "live",
         s.processors.admin_events.retention_secs
     )
-        .await
-        .unwrap()
-        .is_some());
+    .await
+    .unwrap()
+    .is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,9 +373,17 @@ async fn the_pipeline_loads_through_the_cluster_and_every_replica_answers_every_
 
     let db = s.clickhouse.database.clone();
     eventually(120, "every record in the cluster", || async {
-        let scans = count_on(NODES[0], &format!("SELECT count() FROM `{db}`.scan_results FINAL")).await;
+        let scans = count_on(
+            NODES[0],
+            &format!("SELECT count() FROM `{db}`.scan_results FINAL"),
+        )
+        .await;
         let found = finding_rows(&s).await;
-        let admin = count_on(NODES[0], &format!("SELECT count() FROM `{db}`.admin_events")).await;
+        let admin = count_on(
+            NODES[0],
+            &format!("SELECT count() FROM `{db}`.admin_events"),
+        )
+        .await;
         (scans == 30 && found == 300 && admin == 10).then_some(())
     })
     .await;
@@ -385,10 +412,17 @@ async fn the_pipeline_loads_through_the_cluster_and_every_replica_answers_every_
             assert!(!lines.is_empty(), "node {port}: {view} answers");
             answers.push(lines.join("\n"));
         }
-        assert_eq!(answers[0], answers[1], "{view} answers the same on both replicas");
+        assert_eq!(
+            answers[0], answers[1],
+            "{view} answers the same on both replicas"
+        );
     }
     for port in NODES {
-        let local = count_on(port, &format!("SELECT count() FROM `{db}`.findings_local FINAL")).await;
+        let local = count_on(
+            port,
+            &format!("SELECT count() FROM `{db}`.findings_local FINAL"),
+        )
+        .await;
         assert_eq!(local, 300, "node {port} holds a whole copy of the shard");
     }
 }
@@ -396,8 +430,12 @@ async fn the_pipeline_loads_through_the_cluster_and_every_replica_answers_every_
 /// `kill -9` of the clickhouse-server of node `n` (1-based), by the pid file cluster-up.sh wrote.
 fn kill_node(n: usize) {
     let pidfile = cluster_dir().join(format!("node{n}.pid"));
-    let pid = std::fs::read_to_string(&pidfile)
-        .unwrap_or_else(|e| panic!("{}: {e} (was the cluster started by cluster-up.sh?)", pidfile.display()));
+    let pid = std::fs::read_to_string(&pidfile).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (was the cluster started by cluster-up.sh?)",
+            pidfile.display()
+        )
+    });
     let status = std::process::Command::new("kill")
         .args(["-9", pid.trim()])
         .status()
@@ -445,7 +483,12 @@ async fn a_replica_killed_under_load_loses_nothing_and_catches_up_when_it_return
         if round == 2 {
             kill_node(2);
         }
-        produce_many(&s, &s.kafka.topics.findings, &findings(&run, sent, sent + 150)).await;
+        produce_many(
+            &s,
+            &s.kafka.topics.findings,
+            &findings(&run, sent, sent + 150),
+        )
+        .await;
         sent += 150;
     }
     assert!(
@@ -462,13 +505,29 @@ async fn a_replica_killed_under_load_loses_nothing_and_catches_up_when_it_return
 
     // Node 2 returns and fetches what it missed from its replica.
     cluster_up();
-    on_node(NODES[1], &format!("SYSTEM SYNC REPLICA `{db}`.findings_local")).await;
+    on_node(
+        NODES[1],
+        &format!("SYSTEM SYNC REPLICA `{db}`.findings_local"),
+    )
+    .await;
     for port in NODES {
         let (rows, distinct) = (
-            count_on(port, &format!("SELECT count() FROM `{db}`.findings_local FINAL")).await,
-            count_on(port, &format!("SELECT uniqExact(finding_id) FROM `{db}`.findings_local")).await,
+            count_on(
+                port,
+                &format!("SELECT count() FROM `{db}`.findings_local FINAL"),
+            )
+            .await,
+            count_on(
+                port,
+                &format!("SELECT uniqExact(finding_id) FROM `{db}`.findings_local"),
+            )
+            .await,
         );
-        assert_eq!((rows, distinct), (total, total), "node {port}: every row, once");
+        assert_eq!(
+            (rows, distinct),
+            (total, total),
+            "node {port}: every row, once"
+        );
     }
     trigger.trigger();
     loader.await.unwrap().expect("the loader ran without error");

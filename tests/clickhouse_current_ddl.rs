@@ -26,7 +26,8 @@ fn every_migration_applies_and_every_view_selects_on_current_clickhouse() {
         uuid::Uuid::new_v4().simple()
     ));
     std::fs::write(&file, spec.to_string()).unwrap();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/chdb_check.py");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/chdb_check.py");
     let out = Command::new("python3")
         .arg(&script)
         .arg(&file)

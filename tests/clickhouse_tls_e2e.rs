@@ -21,7 +21,11 @@ fn pki(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
         .unwrap()
         .signed_by(&key, &ca, &ca_key)
         .unwrap();
-    let paths = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
     std::fs::write(&paths.0, ca.pem()).unwrap();
     std::fs::write(&paths.1, cert.pem()).unwrap();
     std::fs::write(&paths.2, key.serialize_pem()).unwrap();
@@ -110,10 +114,7 @@ async fn clickhouse_over_https_trusts_the_configured_ca_and_nothing_else() {
             .await
             .expect_err(what);
         let text = format!("{e:?}");
-        assert!(
-            text.contains("InvalidCertificate"),
-            "{what}: {text}"
-        );
+        assert!(text.contains("InvalidCertificate"), "{what}: {text}");
     }
 
     // A CA file that is missing or holds no certificate fails validation, naming the setting.

@@ -1165,10 +1165,15 @@ fn kubernetes_runs_clickhouse_in_cluster_mode_and_kafka_over_sasl() {
 
 #[test]
 fn compose_runs_clickhouse_in_cluster_mode_on_a_cluster_it_defines() {
-    let xml = std::fs::read_to_string(root().join("deploy/compose/clickhouse-cluster.xml")).unwrap();
+    let xml =
+        std::fs::read_to_string(root().join("deploy/compose/clickhouse-cluster.xml")).unwrap();
     let server = parse_xml(&xml).unwrap_or_else(|e| panic!("clickhouse-cluster.xml: {e}"));
     let macros = server.child("macros").expect("macros");
-    let cluster = macros.child("cluster").expect("macros/cluster").text.clone();
+    let cluster = macros
+        .child("cluster")
+        .expect("macros/cluster")
+        .text
+        .clone();
     for m in ["shard", "replica"] {
         assert!(macros.child(m).is_some(), "macros/{m}");
     }

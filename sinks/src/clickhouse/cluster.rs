@@ -184,8 +184,9 @@ impl ClusterDdl {
                 _ => return Err(format!("RENAME TABLE: cannot read '{pair}'")),
             }
         }
-        let (data, other): (Vec<_>, Vec<_>) =
-            pairs.into_iter().partition(|(f, _)| self.data.contains_key(f));
+        let (data, other): (Vec<_>, Vec<_>) = pairs
+            .into_iter()
+            .partition(|(f, _)| self.data.contains_key(f));
         let mut out = Vec::new();
         if !other.is_empty() {
             let list: Vec<String> = other
@@ -201,13 +202,7 @@ impl ClusterDdl {
         if !data.is_empty() {
             let list: Vec<String> = data
                 .iter()
-                .map(|(f, t)| {
-                    format!(
-                        "{} TO {}",
-                        self.q(&local_name(f)),
-                        self.q(&local_name(t))
-                    )
-                })
+                .map(|(f, t)| format!("{} TO {}", self.q(&local_name(f)), self.q(&local_name(t))))
                 .collect();
             out.push(format!("RENAME TABLE {} {}", list.join(", "), self.on()));
             // A distributed table names its local table: the renamed ones are made again.
@@ -374,8 +369,8 @@ fn qualify_tables(body: &str, database: &str, known: &BTreeSet<String>) -> Strin
             }
             let word = &body[i..end];
             let next = body[end..].trim_start().chars().next();
-            let after_from = last_word.eq_ignore_ascii_case("FROM")
-                || last_word.eq_ignore_ascii_case("JOIN");
+            let after_from =
+                last_word.eq_ignore_ascii_case("FROM") || last_word.eq_ignore_ascii_case("JOIN");
             let qualified = out.ends_with('.');
             if after_from && !qualified && next != Some('.') && known.contains(word) {
                 out.push_str(&format!("`{database}`.`{word}`"));
@@ -459,9 +454,7 @@ mod tests {
             .unwrap();
         d.rewrite("CREATE TABLE a_v3 (id String) ENGINE = MergeTree ORDER BY id")
             .unwrap();
-        let out = d
-            .rewrite("RENAME TABLE a TO a_old, a_v3 TO a")
-            .unwrap();
+        let out = d.rewrite("RENAME TABLE a TO a_old, a_v3 TO a").unwrap();
         assert_eq!(
             out,
             vec![
@@ -525,9 +518,9 @@ mod tests {
         let mut d = ddl();
         for m in super::super::MIGRATIONS {
             for stmt in super::super::migrations::statements(m.sql) {
-                let out = d.rewrite(&stmt).unwrap_or_else(|e| {
-                    panic!("migration {} ({}): {e}", m.version, m.name)
-                });
+                let out = d
+                    .rewrite(&stmt)
+                    .unwrap_or_else(|e| panic!("migration {} ({}): {e}", m.version, m.name));
                 for s in out {
                     let upper = s.to_ascii_uppercase();
                     assert!(
