@@ -1,5 +1,5 @@
 //! ClickHouse cluster mode against a real local cluster (deploy/local/cluster-up.sh: ZooKeeper and
-//! two 18.16 replicas of one shard): the migrations on the cluster, the pipeline loading through
+//! three 18.16 servers, two shards: shard 1 on nodes 1 and 2, shard 2 on node 3): the migrations on the cluster, the pipeline loading through
 //! it, every view answering the same on every replica, retention and the admin API, and one
 //! replica killed under load with nothing lost and the replica catching up when it returns.
 mod common;
@@ -26,7 +26,9 @@ use secpipe_sinks::{
 fn cluster_name() -> String {
     std::env::var("SECPIPE_CLUSTER_NAME").unwrap_or_else(|_| "secpipe_local".into())
 }
-const NODES: [u16; 2] = [18123, 18124];
+const NODES: [u16; 3] = [18123, 18124, 18125];
+/// The two replicas of shard 1 (node 3 is shard 2 alone).
+const SHARD1: [u16; 2] = [18123, 18124];
 
 fn cluster_dir() -> PathBuf {
     std::env::var("SECPIPE_CLUSTER_DIR")
@@ -230,7 +232,7 @@ async fn migrations_make_replicated_and_distributed_tables_on_every_node() {
     for port in NODES {
         let n = count_on(
             port,
-            &format!("SELECT uniqExact(version) FROM `{db}`.schema_migrations_local"),
+            &format!("SELECT uniqExact(version) FROM `{db}`.schema_migrations"),
         )
         .await;
         assert_eq!(
@@ -270,16 +272,8 @@ async fn migrations_make_replicated_and_distributed_tables_on_every_node() {
     .await;
     sync_replicas(&s).await;
     for port in NODES {
-        let n = count_on(
-            port,
-            &format!("SELECT count() FROM `{db}`.admin_events_local"),
-        )
-        .await;
-        let f = count_on(
-            port,
-            &format!("SELECT count() FROM `{db}`.scan_failures_local"),
-        )
-        .await;
+        let n = count_on(port, &format!("SELECT count() FROM `{db}`.admin_events")).await;
+        let f = count_on(port, &format!("SELECT count() FROM `{db}`.scan_failures")).await;
         assert_eq!(
             (n, f),
             (2, 2),
@@ -299,19 +293,28 @@ async fn migrations_make_replicated_and_distributed_tables_on_every_node() {
         report.dropped[0].starts_with("scan_failures/"),
         "{report:?}"
     );
+    // The expired partition was on shard 1 only; the mutation runs on every shard.
     for port in NODES {
         eventually(60, "retention on every replica", || async {
             let events = on_node(
                 port,
-                &format!("SELECT DISTINCT id FROM `{db}`.admin_events_local ORDER BY id"),
+                &format!("SELECT DISTINCT id FROM `{db}`.admin_events ORDER BY id"),
             )
             .await;
             let failures = on_node(
                 port,
-                &format!("SELECT failure_id FROM `{db}`.scan_failures_local ORDER BY failure_id"),
+                &format!("SELECT failure_id FROM `{db}`.scan_failures ORDER BY failure_id"),
             )
             .await;
             (events == "live\n" && failures == "new\n").then_some(())
+        })
+        .await;
+    }
+    for table in ["admin_events_local", "scan_failures_local"] {
+        let sql = format!("SELECT count() FROM `{db}`.{table}");
+        eventually(60, "both replicas of shard 1 alike", || async {
+            let a = count_on(SHARD1[0], &sql).await;
+            (a == count_on(SHARD1[1], &sql).await).then_some(())
         })
         .await;
     }
@@ -412,19 +415,24 @@ async fn the_pipeline_loads_through_the_cluster_and_every_replica_answers_every_
             assert!(!lines.is_empty(), "node {port}: {view} answers");
             answers.push(lines.join("\n"));
         }
-        assert_eq!(
-            answers[0], answers[1],
-            "{view} answers the same on both replicas"
-        );
+        for (port, answer) in NODES.iter().zip(&answers) {
+            assert_eq!(
+                answer, &answers[0],
+                "{view} answers on node {port} as on node {}",
+                NODES[0]
+            );
+        }
     }
-    for port in NODES {
-        let local = count_on(
-            port,
-            &format!("SELECT count() FROM `{db}`.findings_local FINAL"),
-        )
-        .await;
-        assert_eq!(local, 300, "node {port} holds a whole copy of the shard");
-    }
+    // Both shards hold part of the rows; both replicas of shard 1 hold the same.
+    let local = format!("SELECT count() FROM `{db}`.findings_local FINAL");
+    let (a, b, c) = (
+        count_on(SHARD1[0], &local).await,
+        count_on(SHARD1[1], &local).await,
+        count_on(NODES[2], &local).await,
+    );
+    assert_eq!(a, b, "the replicas of shard 1 hold the same rows");
+    assert_eq!(a + c, 300, "each row on one shard");
+    assert!(a > 0 && c > 0, "rows on both shards: {a} and {c}");
 }
 
 /// `kill -9` of the clickhouse-server of node `n` (1-based), by the pid file cluster-up.sh wrote.
@@ -510,16 +518,20 @@ async fn a_replica_killed_under_load_loses_nothing_and_catches_up_when_it_return
         &format!("SYSTEM SYNC REPLICA `{db}`.findings_local"),
     )
     .await;
+    let local = format!("SELECT count() FROM `{db}`.findings_local FINAL");
+    let (a, b, c) = (
+        count_on(SHARD1[0], &local).await,
+        count_on(SHARD1[1], &local).await,
+        count_on(NODES[2], &local).await,
+    );
+    assert_eq!(a, b, "node 2 caught up with node 1");
+    assert_eq!(a + c, total, "each row on one shard");
     for port in NODES {
         let (rows, distinct) = (
+            count_on(port, &format!("SELECT count() FROM `{db}`.findings FINAL")).await,
             count_on(
                 port,
-                &format!("SELECT count() FROM `{db}`.findings_local FINAL"),
-            )
-            .await,
-            count_on(
-                port,
-                &format!("SELECT uniqExact(finding_id) FROM `{db}`.findings_local"),
+                &format!("SELECT uniqExact(finding_id) FROM `{db}`.findings"),
             )
             .await,
         );

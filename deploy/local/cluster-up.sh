@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the local ClickHouse cluster of the cluster tests: one ZooKeeper (Debian's `zookeeper`
-# package, installed when missing, run directly with java, not as a system service) and two
-# clickhouse-server processes forming cluster `secpipe_local` (one shard, two replicas), each on
+# package, installed when missing, run directly with java, not as a system service) and three
+# clickhouse-server processes forming cluster `secpipe_local` (two shards: one of two replicas,
+# one of a single replica), each on
 # its own ports with its own config and data under .secpipe/cluster/. The local stack's single
 # server (8123/9000) is left alone. Idempotent: what already answers is left running.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -55,10 +56,18 @@ CFG
     wait_for ZooKeeper 60 zk_ok "$CLUSTER_DIR/logs/zookeeper.stdout"
 fi
 
-replicas=""
-for n in "${CLUSTER_NODES[@]}"; do
-    replicas+="
+shards=""
+for shard in 1 2; do
+    shards+="
+            <shard>
+                <internal_replication>true</internal_replication>"
+    for n in "${CLUSTER_NODES[@]}"; do
+        [ "$(node_shard "$n")" = "$shard" ] || continue
+        shards+="
                 <replica><host>127.0.0.1</host><port>$(node_tcp_port "$n")</port></replica>"
+    done
+    shards+="
+            </shard>"
 done
 
 for n in "${CLUSTER_NODES[@]}"; do
@@ -94,18 +103,16 @@ for n in "${CLUSTER_NODES[@]}"; do
     <max_concurrent_queries>100</max_concurrent_queries>
     <mark_cache_size>268435456</mark_cache_size>
     <remote_servers>
-        <$CLUSTER_NAME>
-            <shard>
-                <internal_replication>true</internal_replication>$replicas
-            </shard>
+        <$CLUSTER_NAME>$shards
         </$CLUSTER_NAME>
     </remote_servers>
     <zookeeper>
         <node><host>127.0.0.1</host><port>$ZK_PORT</port></node>
-        <session_timeout_ms>30000</session_timeout_ms>
+        <!-- Short: a node killed with -9 and restarted waits this long for its old session. -->
+        <session_timeout_ms>6000</session_timeout_ms>
     </zookeeper>
     <macros>
-        <shard>01</shard>
+        <shard>0$(node_shard "$n")</shard>
         <replica>node$n</replica>
     </macros>
     <distributed_ddl>

@@ -12,7 +12,9 @@
 //!   `ReplacingMergeTree` still collapses them.
 //!
 //! Every DDL statement gets `ON CLUSTER` and database-qualified names (ClickHouse 18.16 runs
-//! distributed DDL in the `default` database of each node). 18.16 cannot `ALTER` a Distributed
+//! distributed DDL in the `default` database of each node). In views, `IN (SELECT ...)` becomes
+//! `GLOBAL IN`: the subquery reads distributed tables, so it runs once over every shard (18.16
+//! refuses it per shard when there are several). 18.16 cannot `ALTER` a Distributed
 //! table `ON CLUSTER` when the shard is replicated, so after an `ALTER` of a data table its
 //! distributed table is dropped and created again from the altered local table.
 use std::collections::{BTreeMap, BTreeSet};
@@ -335,11 +337,14 @@ fn sorting_key(after: &str) -> Option<String> {
     Some(if key == "tuple()" { "" } else { key }.to_string())
 }
 
-/// Prefixes with the database every known table named right after `FROM` or `JOIN`, outside
-/// string literals.
+/// Prefixes with the database every known table named right after `FROM` or `JOIN`, and makes
+/// `[NOT] IN (SELECT ...)` `GLOBAL` (the subquery reads distributed tables: run once, on the node
+/// that answers, over every shard; 18.16 refuses it per shard), outside string literals.
 fn qualify_tables(body: &str, database: &str, known: &BTreeSet<String>) -> String {
     let mut out = String::with_capacity(body.len() + 64);
     let mut last_word = String::new();
+    let mut before_last = String::new();
+    let mut last_start = 0;
     let mut chars = body.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
         if c == '\'' {
@@ -368,24 +373,49 @@ fn qualify_tables(body: &str, database: &str, known: &BTreeSet<String>) -> Strin
                 }
             }
             let word = &body[i..end];
-            let next = body[end..].trim_start().chars().next();
+            let rest = body[end..].trim_start();
+            let next = rest.chars().next();
             let after_from =
                 last_word.eq_ignore_ascii_case("FROM") || last_word.eq_ignore_ascii_case("JOIN");
             let qualified = out.ends_with('.');
+            let start = out.len();
             if after_from && !qualified && next != Some('.') && known.contains(word) {
                 out.push_str(&format!("`{database}`.`{word}`"));
+            } else if word.eq_ignore_ascii_case("IN") && is_subquery(rest) {
+                if last_word.eq_ignore_ascii_case("NOT") {
+                    if !before_last.eq_ignore_ascii_case("GLOBAL") {
+                        out.insert_str(last_start, "GLOBAL ");
+                    }
+                    out.push_str(word);
+                } else if last_word.eq_ignore_ascii_case("GLOBAL") {
+                    out.push_str(word);
+                } else {
+                    out.push_str("GLOBAL ");
+                    out.push_str(word);
+                }
             } else {
                 out.push_str(word);
             }
-            last_word = word.to_string();
+            before_last = std::mem::replace(&mut last_word, word.to_string());
+            last_start = start;
             continue;
         }
         if !c.is_whitespace() {
             last_word.clear();
+            before_last.clear();
         }
         out.push(c);
     }
     out
+}
+
+/// Whether `rest` opens a subquery: `(` then `SELECT`.
+fn is_subquery(rest: &str) -> bool {
+    rest.strip_prefix('(').is_some_and(|r| {
+        r.trim_start()
+            .get(..6)
+            .is_some_and(|w| w.eq_ignore_ascii_case("SELECT"))
+    })
 }
 
 #[cfg(test)]
@@ -492,12 +522,27 @@ mod tests {
         assert_eq!(
             out,
             vec!["CREATE VIEW IF NOT EXISTS `db`.`v` ON CLUSTER `c1` AS SELECT * FROM `db`.`findings` FINAL \
-                  WHERE k IN (SELECT k FROM `db`.`findings` WHERE k != 'FROM findings') \
+                  WHERE k GLOBAL IN (SELECT k FROM `db`.`findings` WHERE k != 'FROM findings') \
                   AND extract(k, 'x') != '' AND findingsx.k = 1"]
         );
         assert_eq!(
             d.rewrite("DROP TABLE IF EXISTS v").unwrap(),
             vec!["DROP TABLE IF EXISTS `db`.`v` ON CLUSTER `c1`"]
+        );
+    }
+
+    #[test]
+    fn subqueries_of_in_become_global_and_lists_stay_local() {
+        let known = BTreeSet::from(["t".to_string()]);
+        assert_eq!(
+            qualify_tables(
+                "SELECT 1 FROM t WHERE a NOT IN (SELECT a FROM t) AND b IN ('x', 'y') \
+                 AND c in ( select c FROM t) AND d GLOBAL IN (SELECT 1)",
+                "db",
+                &known
+            ),
+            "SELECT 1 FROM `db`.`t` WHERE a GLOBAL NOT IN (SELECT a FROM `db`.`t`) AND b IN ('x', 'y') \
+             AND c GLOBAL in ( select c FROM `db`.`t`) AND d GLOBAL IN (SELECT 1)"
         );
     }
 

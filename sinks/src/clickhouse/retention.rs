@@ -5,8 +5,8 @@
 //! and applies to existing events, so each run deletes the versions last seen longer ago than the
 //! retention in force then (a mutation, available on 18.16 too) instead of dropping partitions
 //! by the expiry stored at emission.
-//! In cluster mode the partitions are those of this server's replicated `_local` table, dropped
-//! `ON CLUSTER` (a replicated drop reaches every replica of the shard, and every shard is told).
+//! In cluster mode the partitions are those of the replicated `_local` tables of every shard
+//! (`cluster()` over `system.parts`), dropped `ON CLUSTER`.
 use serde::{Deserialize, Serialize};
 
 use super::{classify, ClickHouseConfig};
@@ -129,8 +129,16 @@ pub async fn run(
             .fetch_one()
             .await
             .map_err(classify)?;
+        // In cluster mode, the parts of one replica of every shard.
+        let parts = if ch.cluster.is_empty() {
+            "system.parts".to_string()
+        } else {
+            format!("cluster('{}', system, parts)", ch.cluster)
+        };
         let partitions: Vec<String> = client
-            .query("SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active")
+            .query(&format!(
+                "SELECT DISTINCT partition FROM {parts} WHERE database = ? AND table = ? AND active"
+            ))
             .bind(&ch.database)
             .bind(ch.storage_table(rule.table))
             .fetch_all()
