@@ -318,6 +318,37 @@ async fn migrations_make_replicated_and_distributed_tables_on_every_node() {
         })
         .await;
     }
+    // A table with a computed column (notification_deliveries.at_time) takes inserts through its
+    // distributed table and computes the column on every shard.
+    s.clickhouse
+        .client()
+        .query(
+            "INSERT INTO notification_deliveries \
+             (notification_id, integration, endpoint, attempt, latency_ms, at) \
+             VALUES ('n1', 'slack', 'e', 1, 5, 1764547200000), ('n2', 'slack', 'e', 1, 5, 1764547200000), \
+             ('n3', 'webhook', 'e', 1, 5, 1764547200000), ('n4', 'webhook', 'e', 1, 5, 1764547200000)",
+        )
+        .execute()
+        .await
+        .expect("an insert through the distributed table");
+    sync_replicas(&s).await;
+    for port in NODES {
+        let at = on_node(
+            port,
+            &format!(
+                "SELECT DISTINCT toUnixTimestamp(at_time) FROM `{db}`.notification_deliveries"
+            ),
+        )
+        .await;
+        assert_eq!(at, "1764547200\n", "node {port}");
+        let n = count_on(
+            port,
+            &format!("SELECT count() FROM `{db}`.notification_deliveries"),
+        )
+        .await;
+        assert_eq!(n, 4, "node {port}");
+    }
+
     let filter = AdminEventFilter {
         limit: 10,
         retention_secs: s.processors.admin_events.retention_secs,

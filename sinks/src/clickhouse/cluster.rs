@@ -134,9 +134,10 @@ impl ClusterDdl {
         self.data.insert(name.clone(), key);
         Ok(vec![
             format!(
-                "CREATE TABLE {ine}{} {} {before}ENGINE = Replicated{engine}({args}){after}",
+                "CREATE TABLE {ine}{} {} {}ENGINE = Replicated{engine}({args}){after}",
                 self.q(&local),
-                self.on()
+                self.on(),
+                materialized_as_default(before)
             ),
             self.distributed(&name),
         ])
@@ -165,9 +166,10 @@ impl ClusterDdl {
         }
         Ok(vec![
             format!(
-                "ALTER TABLE {} {} {rest}",
+                "ALTER TABLE {} {} {}",
                 self.q(&local_name(&name)),
-                self.on()
+                self.on(),
+                materialized_as_default(rest)
             ),
             self.drop(&name),
             self.distributed(&name),
@@ -409,6 +411,48 @@ fn qualify_tables(body: &str, database: &str, known: &BTreeSet<String>) -> Strin
     out
 }
 
+/// `MATERIALIZED` column expressions become `DEFAULT` (outside string literals): 18.16 forwards
+/// a Distributed insert with every column it computed, and the local table refuses a value for
+/// a MATERIALIZED column. A DEFAULT column stores the same value; it also shows in `SELECT *`.
+fn materialized_as_default(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_literal = false;
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.eq_ignore_ascii_case("MATERIALIZED") {
+            out.push_str("DEFAULT");
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_literal {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '\'' {
+                in_literal = false;
+            }
+            continue;
+        }
+        if c.is_ascii_alphanumeric() || c == '_' {
+            word.push(c);
+            continue;
+        }
+        flush(&mut word, &mut out);
+        if c == '\'' {
+            in_literal = true;
+        }
+        out.push(c);
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
 /// Whether `rest` opens a subquery: `(` then `SELECT`.
 fn is_subquery(rest: &str) -> bool {
     rest.strip_prefix('(').is_some_and(|r| {
@@ -528,6 +572,32 @@ mod tests {
         assert_eq!(
             d.rewrite("DROP TABLE IF EXISTS v").unwrap(),
             vec!["DROP TABLE IF EXISTS `db`.`v` ON CLUSTER `c1`"]
+        );
+    }
+
+    #[test]
+    fn materialized_columns_become_defaults_so_distributed_inserts_pass() {
+        let mut d = ddl();
+        let out = d
+            .rewrite(
+                "CREATE TABLE n (at UInt64, at_time DateTime MATERIALIZED toDateTime(at), \
+                 note String DEFAULT 'MATERIALIZED') ENGINE = MergeTree ORDER BY at",
+            )
+            .unwrap();
+        assert!(
+            out[0].contains(
+                "at_time DateTime DEFAULT toDateTime(at), note String DEFAULT 'MATERIALIZED')"
+            ),
+            "{}",
+            out[0]
+        );
+        let out = d
+            .rewrite("ALTER TABLE n ADD COLUMN day Date materialized toDate(at)")
+            .unwrap();
+        assert!(
+            out[0].ends_with("ADD COLUMN day Date DEFAULT toDate(at)"),
+            "{}",
+            out[0]
         );
     }
 
