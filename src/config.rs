@@ -262,6 +262,7 @@ impl Settings {
         {
             return bad("clickhouse.url", "an http:// or https:// URL");
         }
+        self.clickhouse.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 
@@ -366,6 +367,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("loader.batch_max_rows"), "{e}");
+        let e = Settings::load_with_env(
+            None,
+            env(&[("SECPIPE__CLICKHOUSE__CA_FILE", "/nonexistent/ca.pem")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("clickhouse.ca_file"), "{e}");
     }
 
     #[test]

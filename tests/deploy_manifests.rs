@@ -1104,3 +1104,96 @@ fn the_clickhouse_cluster_settings_are_complete() {
     let readme = std::fs::read_to_string(ch.join("README.md")).unwrap();
     assert!(readme.contains("ReplicatedReplacingMergeTree"));
 }
+
+#[test]
+fn kubernetes_runs_clickhouse_in_cluster_mode_and_kafka_over_sasl() {
+    let ch = root().join("deploy/k8s/clickhouse");
+    let server =
+        parse_xml(&std::fs::read_to_string(ch.join("config.d/secpipe-cluster.xml")).unwrap())
+            .unwrap();
+    let cluster = server
+        .child("macros")
+        .and_then(|m| m.child("cluster"))
+        .expect("macros/cluster")
+        .text
+        .clone();
+    let docs = k8s_docs();
+    let containers = k8s_containers(&docs);
+    assert!(!containers.is_empty());
+    for c in &containers {
+        let s = c.settings();
+        assert_eq!(
+            s.clickhouse.cluster, cluster,
+            "{}: clickhouse.cluster names the servers' cluster",
+            c.origin
+        );
+        assert!(
+            s.kafka.security_protocol.starts_with("sasl_"),
+            "{}: Kafka over SASL",
+            c.origin
+        );
+        assert!(!s.kafka.sasl_username.is_empty(), "{}", c.origin);
+    }
+    // Every KEDA kafka trigger logs in through a TriggerAuthentication whose Secret exists.
+    let mut triggers = 0;
+    for d in docs.iter().filter(|d| d.kind() == "ScaledObject") {
+        for t in d.value["spec"]["triggers"].as_sequence().unwrap() {
+            triggers += 1;
+            let auth = t["authenticationRef"]["name"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}: a trigger without authenticationRef", d.origin()));
+            let ta = find(&docs, "TriggerAuthentication", d.namespace(), auth)
+                .unwrap_or_else(|| panic!("{}: no TriggerAuthentication {auth}", d.origin()));
+            let params: BTreeSet<&str> = ta.value["spec"]["secretTargetRef"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let secret = r["name"].as_str().unwrap();
+                    assert!(
+                        find(&docs, "Secret", d.namespace(), secret).is_some(),
+                        "{auth}: Secret {secret}"
+                    );
+                    r["parameter"].as_str().unwrap()
+                })
+                .collect();
+            assert_eq!(params, BTreeSet::from(["sasl", "username", "password"]));
+        }
+    }
+    assert!(triggers > 0);
+}
+
+#[test]
+fn compose_runs_clickhouse_in_cluster_mode_on_a_cluster_it_defines() {
+    let xml =
+        std::fs::read_to_string(root().join("deploy/compose/clickhouse-cluster.xml")).unwrap();
+    let server = parse_xml(&xml).unwrap_or_else(|e| panic!("clickhouse-cluster.xml: {e}"));
+    let macros = server.child("macros").expect("macros");
+    let cluster = macros
+        .child("cluster")
+        .expect("macros/cluster")
+        .text
+        .clone();
+    for m in ["shard", "replica"] {
+        assert!(macros.child(m).is_some(), "macros/{m}");
+    }
+    assert!(
+        server
+            .child("remote_servers")
+            .and_then(|r| r.child(&cluster))
+            .is_some(),
+        "remote_servers defines {cluster}"
+    );
+    assert!(server.child("zookeeper").is_some() && server.child("keeper_server").is_some());
+    let compose = compose_file();
+    let mounts = strings(&compose["services"]["clickhouse"]["volumes"]);
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.starts_with("./clickhouse-cluster.xml:/etc/clickhouse-server/config.d/")),
+        "{mounts:?}"
+    );
+    for c in compose_containers() {
+        assert_eq!(c.settings().clickhouse.cluster, cluster, "{}", c.origin);
+    }
+}

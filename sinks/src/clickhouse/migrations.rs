@@ -4,6 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::cluster::ClusterDdl;
 use super::ClickHouseConfig;
 use crate::SinkError;
 
@@ -73,7 +74,7 @@ struct Applied {
 
 /// The statements of a migration: comment lines dropped first (they may contain `;`), then
 /// split on `;`.
-fn statements(sql: &str) -> Vec<String> {
+pub fn statements(sql: &str) -> Vec<String> {
     let code: Vec<&str> = sql
         .lines()
         .filter(|l| !l.trim_start().starts_with("--"))
@@ -86,32 +87,54 @@ fn statements(sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// The table of applied migrations (rewritten like a migration in cluster mode).
+pub const SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \
+     (version UInt32, name String, applied_at DateTime) \
+     ENGINE = MergeTree ORDER BY version";
+
 /// Creates the database if needed and applies every migration not yet recorded. Safe to rerun.
-/// Returns the migrations applied by this call.
+/// Returns the migrations applied by this call. In cluster mode (`[clickhouse] cluster`) every
+/// statement is rewritten for the cluster first (see `cluster.rs`); the rewriter reads the
+/// applied migrations too, to know the tables they made.
 pub async fn migrate(cfg: &ClickHouseConfig) -> Result<Vec<&'static Migration>, SinkError> {
-    let server = cfg.server_client();
-    server
-        .query(&format!("CREATE DATABASE IF NOT EXISTS `{}`", cfg.database))
+    let mut cluster =
+        (!cfg.cluster.is_empty()).then(|| ClusterDdl::new(&cfg.cluster, &cfg.database));
+    let create_db = match &cluster {
+        Some(ddl) => ddl.create_database(),
+        None => format!("CREATE DATABASE IF NOT EXISTS `{}`", cfg.database),
+    };
+    cfg.server_client()
+        .query(&create_db)
         .execute()
         .await
         .map_err(super::classify)?;
     let db = cfg.client();
-    db.query(
-        "CREATE TABLE IF NOT EXISTS schema_migrations \
-         (version UInt32, name String, applied_at DateTime) \
-         ENGINE = MergeTree ORDER BY version",
-    )
-    .execute()
-    .await
-    .map_err(super::classify)?;
+    let mut rewrite = |stmt: &str| -> Result<Vec<String>, String> {
+        match cluster.as_mut() {
+            Some(ddl) => ddl.rewrite(stmt),
+            None => Ok(vec![stmt.to_string()]),
+        }
+    };
+    for stmt in rewrite(SCHEMA_MIGRATIONS).map_err(SinkError::Rejected)? {
+        db.query(&stmt).execute().await.map_err(super::classify)?;
+    }
     let done: Vec<u32> = db
         .query("SELECT version FROM schema_migrations")
         .fetch_all::<u32>()
         .await
         .map_err(super::classify)?;
     let mut applied = Vec::new();
-    for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
+    for m in MIGRATIONS {
+        let mut run = Vec::new();
         for stmt in statements(m.sql) {
+            run.extend(rewrite(&stmt).map_err(|e| {
+                SinkError::Rejected(format!("migration {} ({}): {e}", m.version, m.name))
+            })?);
+        }
+        if done.contains(&m.version) {
+            continue;
+        }
+        for stmt in run {
             db.query(&stmt).execute().await.map_err(|e| {
                 SinkError::Rejected(format!("migration {} ({}): {e}", m.version, m.name))
             })?;

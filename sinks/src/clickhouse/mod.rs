@@ -2,6 +2,7 @@
 //! sinks that insert decoded records as rows.
 
 pub mod admin_api;
+pub mod cluster;
 mod migrations;
 pub mod retention;
 mod scan_results;
@@ -9,7 +10,10 @@ pub mod tables;
 
 use serde::{Deserialize, Serialize};
 
-pub use migrations::{migrate, status as migration_status, Migration, MigrationStatus, MIGRATIONS};
+pub use migrations::{
+    migrate, statements as migration_statements, status as migration_status, Migration,
+    MigrationStatus, MIGRATIONS, SCHEMA_MIGRATIONS,
+};
 pub use scan_results::{ScanResultRow, ScanResultsSink};
 
 use crate::SinkError;
@@ -26,6 +30,14 @@ pub struct ClickHouseConfig {
     pub user: String,
     /// Password (never printed). Default empty.
     pub password: secpipe_schemas::Secret,
+    /// Cluster name (a `remote_servers` entry of the servers). Empty (the default): one server,
+    /// plain `*MergeTree` tables. Set: `secpipe migrate` creates every table `ON CLUSTER`,
+    /// replicated (`t_local`, `Replicated*MergeTree` with the `{shard}`/`{replica}` macros) with
+    /// a `Distributed` table `t` in front, which the loader, the views and the admin API use.
+    pub cluster: String,
+    /// PEM file of the CA certificate(s) that sign the server's certificate, for an `https://`
+    /// URL. Default empty: the Mozilla root set (webpki-roots).
+    pub ca_file: String,
 }
 
 impl Default for ClickHouseConfig {
@@ -35,6 +47,8 @@ impl Default for ClickHouseConfig {
             database: "secpipe".into(),
             user: "default".into(),
             password: Default::default(),
+            cluster: String::new(),
+            ca_file: String::new(),
         }
     }
 }
@@ -43,18 +57,121 @@ impl ClickHouseConfig {
     /// A client for secpipe's database. Validation is off: it needs
     /// `RowBinaryWithNamesAndTypes`, which ClickHouse 18.16 lacks; row types are checked by the
     /// migration tests instead.
+    /// In cluster mode inserts into the distributed tables are synchronous: an insert returns
+    /// once every shard's replica has the rows, so the loader commits offsets only for rows a
+    /// replicated table holds.
     pub fn client(&self) -> ::clickhouse::Client {
-        self.server_client().with_database(&self.database)
+        let client = self.server_client().with_database(&self.database);
+        if self.cluster.is_empty() {
+            client
+        } else {
+            client.with_setting("insert_distributed_sync", "1")
+        }
+    }
+
+    /// The table holding the rows of `table` on this server: `table` itself on a single server,
+    /// its replicated `_local` table in cluster mode (for partition management).
+    pub fn storage_table(&self, table: &str) -> String {
+        if self.cluster.is_empty() {
+            table.to_string()
+        } else {
+            cluster::local_name(table)
+        }
+    }
+
+    /// ` ON CLUSTER `name`` in cluster mode, empty on a single server.
+    pub fn on_cluster(&self) -> String {
+        if self.cluster.is_empty() {
+            String::new()
+        } else {
+            format!(" ON CLUSTER `{}`", self.cluster)
+        }
     }
 
     /// A client without a default database (to create it).
     pub fn server_client(&self) -> ::clickhouse::Client {
-        ::clickhouse::Client::default()
+        let client = if self.url.starts_with("https://") {
+            match self.tls_client() {
+                Ok(c) => c,
+                Err(e) => {
+                    // `validate()` refuses such a config at start-up; a CA file removed later
+                    // leaves a client that trusts nothing, so every request fails with the TLS
+                    // error instead of the process trusting more than configured.
+                    tracing::error!(error = %e, "clickhouse.ca_file");
+                    tls_http_client(rustls::RootCertStore::empty())
+                }
+            }
+        } else {
+            ::clickhouse::Client::default()
+        };
+        client
             .with_url(&self.url)
             .with_user(&self.user)
             .with_password(self.password.expose())
             .with_validation(false)
     }
+}
+
+impl ClickHouseConfig {
+    /// Checks what can be checked without the server: the CA file is readable and holds a
+    /// certificate.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.ca_file.is_empty() {
+            self.root_store()?;
+        }
+        Ok(())
+    }
+
+    fn root_store(&self) -> Result<rustls::RootCertStore, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        if self.ca_file.is_empty() {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            return Ok(roots);
+        }
+        use rustls_pki_types::{pem::PemObject, CertificateDer};
+        let certs = CertificateDer::pem_file_iter(&self.ca_file)
+            .map_err(|e| format!("clickhouse.ca_file {}: {e}", self.ca_file))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("clickhouse.ca_file {}: {e}", self.ca_file))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("clickhouse.ca_file {}: {e}", self.ca_file))?;
+        }
+        if roots.is_empty() {
+            return Err(format!(
+                "clickhouse.ca_file {}: no PEM certificate in it",
+                self.ca_file
+            ));
+        }
+        Ok(roots)
+    }
+
+    fn tls_client(&self) -> Result<::clickhouse::Client, String> {
+        Ok(tls_http_client(self.root_store()?))
+    }
+}
+
+/// A ClickHouse client over rustls (ring) trusting `roots`, pooled like the crate's default.
+fn tls_http_client(roots: rustls::RootCertStore) -> ::clickhouse::Client {
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.set_keepalive(Some(std::time::Duration::from_secs(60)));
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(2))
+        .build(connector);
+    ::clickhouse::Client::with_http_client(client)
 }
 
 /// Sorts a ClickHouse error into "these rows are bad" and "try again later". Only exceptions

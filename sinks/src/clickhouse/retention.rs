@@ -5,6 +5,8 @@
 //! and applies to existing events, so each run deletes the versions last seen longer ago than the
 //! retention in force then (a mutation, available on 18.16 too) instead of dropping partitions
 //! by the expiry stored at emission.
+//! In cluster mode the partitions are those of the replicated `_local` tables of every shard
+//! (`cluster()` over `system.parts`), dropped `ON CLUSTER`.
 use serde::{Deserialize, Serialize};
 
 use super::{classify, ClickHouseConfig};
@@ -97,7 +99,8 @@ pub async fn run(
 ) -> Result<RetentionReport, SinkError> {
     let client = ch.client();
     let mut report = RetentionReport {
-        admin_event_rows_deleted: prune_admin_events(&client, admin_events_retention_secs).await?,
+        admin_event_rows_deleted: prune_admin_events(ch, &client, admin_events_retention_secs)
+            .await?,
         ..Default::default()
     };
     let version: String = client
@@ -110,8 +113,10 @@ pub async fn run(
         if ttl {
             client
                 .query(&format!(
-                    "ALTER TABLE {} MODIFY TTL {}",
-                    rule.table, rule.ttl
+                    "ALTER TABLE {}{} MODIFY TTL {}",
+                    ch.storage_table(rule.table),
+                    ch.on_cluster(),
+                    rule.ttl
                 ))
                 .execute()
                 .await
@@ -124,10 +129,18 @@ pub async fn run(
             .fetch_one()
             .await
             .map_err(classify)?;
+        // In cluster mode, the parts of one replica of every shard.
+        let parts = if ch.cluster.is_empty() {
+            "system.parts".to_string()
+        } else {
+            format!("cluster('{}', system, parts)", ch.cluster)
+        };
         let partitions: Vec<String> = client
-            .query("SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active")
+            .query(&format!(
+                "SELECT DISTINCT partition FROM {parts} WHERE database = ? AND table = ? AND active"
+            ))
             .bind(&ch.database)
-            .bind(rule.table)
+            .bind(ch.storage_table(rule.table))
             .fetch_all()
             .await
             .map_err(classify)?;
@@ -137,7 +150,11 @@ pub async fn run(
             };
             if day < cutoff {
                 client
-                    .query(&format!("ALTER TABLE {} DROP PARTITION {day}", rule.table))
+                    .query(&format!(
+                        "ALTER TABLE {}{} DROP PARTITION {day}",
+                        ch.storage_table(rule.table),
+                        ch.on_cluster()
+                    ))
                     .execute()
                     .await
                     .map_err(classify)?;
@@ -158,6 +175,7 @@ pub async fn run(
 /// expired one goes whole. Returns how many rows were deleted (the mutation runs in the
 /// background; readers already skip expired events).
 async fn prune_admin_events(
+    ch: &ClickHouseConfig,
     client: &clickhouse::Client,
     configured_secs: u64,
 ) -> Result<u64, SinkError> {
@@ -170,7 +188,11 @@ async fn prune_admin_events(
         .map_err(classify)?;
     if n > 0 {
         client
-            .query(&format!("ALTER TABLE admin_events DELETE WHERE {cond}"))
+            .query(&format!(
+                "ALTER TABLE {}{} DELETE WHERE {cond}",
+                ch.storage_table("admin_events"),
+                ch.on_cluster()
+            ))
             .execute()
             .await
             .map_err(classify)?;
