@@ -3,7 +3,8 @@
 //! the repository root documents every key; a test checks it against these structs.
 use std::path::{Path, PathBuf};
 
-use secpipe_producers::{gateway::GatewayConfig, KafkaConfig};
+use secpipe_gateway::GatewayConfig;
+use secpipe_producers::KafkaConfig;
 use secpipe_sinks::clickhouse::ClickHouseConfig;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use secpipe_producers::gateway::{hash_token, Role, TokenConfig};
+use secpipe_gateway::{hash_token, Role, TokenConfig};
 
 use crate::{roles, runtime::Shutdown, Settings};
 

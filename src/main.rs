@@ -344,10 +344,7 @@ fn main() -> anyhow::Result<()> {
         println!();
         println!("[[gateway.tokens]]");
         println!("name = {name:?}");
-        println!(
-            "sha256 = {:?}",
-            secpipe_producers::gateway::hash_token(&token)
-        );
+        println!("sha256 = {:?}", secpipe_gateway::hash_token(&token));
         println!("role = {:?}", format!("{role:?}").to_lowercase());
         return Ok(());
     }

@@ -1,7 +1,8 @@
 //! The roles `secpipe` runs, each alone (`secpipe gateway`, `secpipe sink clickhouse`) or all in
 //! one process (`secpipe run`).
 use anyhow::Context;
-use secpipe_producers::{gateway, EventProducer};
+use secpipe_gateway as gateway;
+use secpipe_producers::EventProducer;
 use secpipe_schemas::{telemetry::TelemetryCodec, Codec, Decode};
 use secpipe_sinks::clickhouse::ScanResultsSink;
 use secpipe_sinks::{clickhouse::tables::TableSink, notify::NotifySink, Sink};

@@ -24,7 +24,7 @@ const HOUR: i64 = 60 * MIN;
 const DAY: i64 = 24 * HOUR;
 
 fn with_admin(mut s: Settings) -> Settings {
-    use secpipe_producers::gateway::{hash_token, Role, TokenConfig};
+    use secpipe_gateway::{hash_token, Role, TokenConfig};
     s.gateway.tokens.push(TokenConfig {
         name: "admin".into(),
         sha256: hash_token(ADMIN_TOKEN),

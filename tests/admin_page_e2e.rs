@@ -110,7 +110,7 @@ fn attr_values(html: &str, attr: &str) -> Vec<String> {
 }
 
 async fn stack() -> (Settings, Pipeline) {
-    use secpipe_producers::gateway::{hash_token, Role, TokenConfig};
+    use secpipe_gateway::{hash_token, Role, TokenConfig};
     let mut s = settings("adminpage");
     s.gateway.tokens.push(TokenConfig {
         name: "admin".into(),

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use secpipe::Settings;
-use secpipe_producers::gateway::{hash_token, Role, TokenConfig};
+use secpipe_gateway::{hash_token, Role, TokenConfig};
 use secpipe_schemas::{
     now_micros,
     telemetry::{sample, TelemetryEvent, TelemetryKind},

@@ -629,15 +629,13 @@ async fn the_admin_events_api_filters_pages_sorts_and_checks_the_role() {
         .write(&events)
         .await
         .unwrap();
-    s.gateway
-        .tokens
-        .push(secpipe_producers::gateway::TokenConfig {
-            name: "admin".into(),
-            sha256: secpipe_producers::gateway::hash_token("admin-token"),
-            role: secpipe_producers::gateway::Role::Admin,
-            kinds: vec![],
-            rate_per_sec: 0,
-        });
+    s.gateway.tokens.push(secpipe_gateway::TokenConfig {
+        name: "admin".into(),
+        sha256: secpipe_gateway::hash_token("admin-token"),
+        role: secpipe_gateway::Role::Admin,
+        kinds: vec![],
+        rate_per_sec: 0,
+    });
     let gw = Pipeline::gateway_only(&s).await;
     let http = reqwest::Client::new();
     let get = |path: &str, token: Option<&str>| {

@@ -65,7 +65,7 @@ async fn nothing_acknowledged_is_lost_or_doubled_under_faults() {
         &config,
         format!(
             "[[gateway.tokens]]\nname = \"faults\"\nsha256 = \"{}\"\n",
-            secpipe_producers::gateway::hash_token(PRODUCER_TOKEN)
+            secpipe_gateway::hash_token(PRODUCER_TOKEN)
         ),
     )
     .unwrap();

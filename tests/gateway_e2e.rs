@@ -472,15 +472,13 @@ async fn the_produce_cli_sends_files_straight_to_kafka_and_reports_bad_lines() {
 async fn the_routers_own_rejections_are_json_too() {
     let mut s = settings("jsonrejections");
     require_stack(&s).await;
-    s.gateway
-        .tokens
-        .push(secpipe_producers::gateway::TokenConfig {
-            name: "admin".into(),
-            sha256: secpipe_producers::gateway::hash_token("admin-token"),
-            role: secpipe_producers::gateway::Role::Admin,
-            kinds: vec![],
-            rate_per_sec: 0,
-        });
+    s.gateway.tokens.push(secpipe_gateway::TokenConfig {
+        name: "admin".into(),
+        sha256: secpipe_gateway::hash_token("admin-token"),
+        role: secpipe_gateway::Role::Admin,
+        kinds: vec![],
+        rate_per_sec: 0,
+    });
     let gw = Pipeline::gateway_only(&s).await;
     let http = reqwest::Client::new();
     for (req, status, error) in [

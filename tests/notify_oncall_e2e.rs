@@ -471,7 +471,7 @@ api_url = "{og}"
 name = "everything"
 to = ["hook", "pd", "og"]
 "#,
-            token = secpipe_producers::gateway::hash_token(PRODUCER_TOKEN),
+            token = secpipe_gateway::hash_token(PRODUCER_TOKEN),
             hook = hook.url,
             pd = pd.url,
             og = og.url,
@@ -824,7 +824,7 @@ async fn a_result_route_gets_a_summary_per_scan() {
 /// The admin-only HTTP equivalents: `POST /v1/admin/notify/{integration}/test` and `.../raw`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_send_test_and_raw_notifications_through_the_gateway() {
-    use secpipe_producers::gateway::{hash_token, Role as TokenRole, TokenConfig};
+    use secpipe_gateway::{hash_token, Role as TokenRole, TokenConfig};
     let hook = Receiver::start().await;
     let mut s = settings("notifyadmin");
     s.gateway.tokens.push(TokenConfig {

@@ -48,7 +48,7 @@ async fn a_running_pipeline_serves_metrics_health_and_readiness_and_stops_on_sig
         &config,
         format!(
             "[[gateway.tokens]]\nname = \"ops\"\nsha256 = \"{}\"\n",
-            secpipe_producers::gateway::hash_token(PRODUCER_TOKEN)
+            secpipe_gateway::hash_token(PRODUCER_TOKEN)
         ),
     )
     .unwrap();

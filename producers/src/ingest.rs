@@ -12,7 +12,7 @@ use secpipe_schemas::{
 use serde_json::{json, Value};
 
 use crate::{
-    gateway::GatewayConfig,
+    gateway_config::GatewayConfig,
     kafka::{EventProducer, OutRecord, ProduceError, Topics},
     sarif::{self, UploadContext},
     scan_failure,

@@ -2,9 +2,10 @@
 //!
 //! [`kafka::EventProducer`] is the one Kafka producer client (idempotent, acks=all) that the
 //! ingest gateway, the `secpipe produce` CLI and Rust agents share. [`scan_report`] turns the JSON
-//! a scan tool sends into a typed record; [`gateway`] is the HTTP front door.
+//! a scan tool sends into a typed record; the HTTP front door is the `secpipe-gateway` crate.
 
-pub mod gateway;
+pub mod access;
+pub mod gateway_config;
 pub mod ingest;
 pub mod kafka;
 pub mod plausible;

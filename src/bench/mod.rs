@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::Context;
-use secpipe_producers::gateway::hash_token;
+use secpipe_gateway::hash_token;
 use secpipe_schemas::telemetry::sample;
 use tokio::sync::Mutex;
 

@@ -28,7 +28,7 @@ pub const ANALYST_TOKEN: &str = "test-analyst-token";
 /// Settings from the environment, with topics and consumer groups of this test only, and the
 /// test tokens above.
 pub fn settings(test: &str) -> Settings {
-    use secpipe_producers::gateway::{hash_token, EventKind, Role, TokenConfig};
+    use secpipe_gateway::{hash_token, EventKind, Role, TokenConfig};
     let mut s = Settings::load(None).expect("configuration");
     // Tests never write to the database the demo and users read.
     s.clickhouse.database = format!("{}_test", s.clickhouse.database);

@@ -12,7 +12,7 @@ use axum::{
 use serde_json::{json, Value};
 
 use super::{EventKind, Gateway, Rejection};
-use crate::{
+use secpipe_producers::{
     ingest::{IngestError, Ingestor, Prepared},
     sarif::UploadContext,
 };

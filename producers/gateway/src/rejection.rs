@@ -8,8 +8,8 @@ use axum::{
 };
 use serde_json::{json, Value};
 
-use super::auth::AuthError;
-use crate::kafka::ProduceError;
+use super::AuthError;
+use secpipe_producers::kafka::ProduceError;
 
 /// A rejected request.
 #[derive(Debug)]
