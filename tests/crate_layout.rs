@@ -18,7 +18,11 @@ fn the_producer_library_depends_on_neither_clickhouse_nor_the_sinks() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo tree runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tree = String::from_utf8_lossy(&out.stdout);
     assert!(tree.contains("secpipe-producers"), "{tree}");
     assert!(tree.contains("rdkafka"), "the tree is the real one: {tree}");
