@@ -493,7 +493,7 @@ to = ["hook", "pd", "og"]
             "tool": "@ShiftLeft/scan",
             "id": uuid::Uuid::new_v4().to_string(),
             "repo_context": {"branch": "main", "repositoryName": repo,
-                "repositoryUri": "https://git.example.com/team/app", "invokedBy": "alice"},
+                "repositoryUri": format!("https://git.example.com/team/{repo}"), "invokedBy": "alice"},
             "repo_type": ["nodejs"],
             "report_summary": {
                 "Source code analyzer for JavaScript": {"critical": 0, "high": 2, "medium": 0,
@@ -523,7 +523,8 @@ to = ["hook", "pd", "og"]
         }
     };
     post(scan("❌")).await;
-    let key = format!("scan_failed/{repo}/main");
+    // Repositories are keyed by their normalised URI.
+    let key = format!("scan_failed/git.example.com/team/{repo}/main");
     eventually(
         120,
         "the failing scan at the webhook, PagerDuty and Opsgenie",
@@ -565,7 +566,7 @@ to = ["hook", "pd", "og"]
     let close = &og.acked()[1];
     assert_eq!(
         close.path,
-        format!("/v2/alerts/scan_failed%2F{repo}%2Fmain/close?identifierType=alias")
+        format!("/v2/alerts/scan_failed%2Fgit.example.com%2Fteam%2F{repo}%2Fmain/close?identifierType=alias")
     );
     eventually(30, "the resolved message at the webhook", || async {
         hook.acked()
