@@ -64,20 +64,19 @@ impl Figures for PipelineFigures {
             self.events_per_sec,
             "events/s",
         )];
+        f.push(Figure::new(
+            "latency phase: paced load (half the end-to-end rate unless given)",
+            self.paced_rate,
+            "events/s",
+        ));
         for l in &self.latency {
             f.push(Figure::new(
-                format!(
-                    "{} ack -> visible in ClickHouse p50 (at {:.0} events/s)",
-                    l.what, self.paced_rate
-                ),
+                format!("{} ack -> visible in ClickHouse p50, paced load", l.what),
                 l.p50_ms,
                 "ms",
             ));
             f.push(Figure::new(
-                format!(
-                    "{} ack -> visible in ClickHouse p99 (at {:.0} events/s)",
-                    l.what, self.paced_rate
-                ),
+                format!("{} ack -> visible in ClickHouse p99, paced load", l.what),
                 l.p99_ms,
                 "ms",
             ));
