@@ -297,10 +297,7 @@ fn parse_run(
         let artifact = location.and_then(|l| l.get("artifactLocation"));
         let file = artifact
             .and_then(|a| str_at(a, &["uri"]))
-            .map(|uri| {
-                let base = artifact.and_then(|a| str_at(a, &["uriBaseId"]));
-                relative_path(uri, base, &roots, repository_name.as_deref())
-            })
+            .map(|uri| relative_path(uri, &roots, repository_name.as_deref()))
             .unwrap_or_default();
         let region = location.and_then(|l| l.get("region"));
         let region_path = |key: &str| format!("{rpath}.locations[0].physicalLocation.region.{key}");
@@ -458,22 +455,14 @@ fn strip_file_scheme(uri: &str) -> String {
     }
 }
 
-/// A result's file as a path relative to the repository root. A URI relative to a `uriBaseId`
-/// already is one. An absolute one (`file:///root/app/src/a.py`, `/root/app/src/a.py`) loses the
+/// A result's file as a path relative to the repository root. A relative URI (with or without a
+/// `uriBaseId`) already is one. An absolute one (`file:///root/app/src/a.py`, `/root/app/src/a.py`) loses the
 /// longest checkout root that prefixes it (see [`checkout_roots`]), else everything up to the
 /// last path segment equal to the repository's name; otherwise it is kept, without `file://`.
 /// Percent-encoding is decoded and a leading `./` dropped.
-pub fn relative_path(
-    uri: &str,
-    uri_base_id: Option<&str>,
-    roots: &[String],
-    repository_name: Option<&str>,
-) -> String {
+pub fn relative_path(uri: &str, roots: &[String], repository_name: Option<&str>) -> String {
     let decoded = percent_decode(uri);
     let is_absolute = decoded.starts_with("file:") || decoded.starts_with('/');
-    if uri_base_id.is_some() && !is_absolute {
-        return decoded.trim_start_matches("./").to_string();
-    }
     if !is_absolute {
         return decoded.trim_start_matches("./").to_string();
     }
@@ -836,29 +825,21 @@ mod tests {
     fn paths_become_relative_to_the_repository_root() {
         let roots = vec!["/root/work/shop-web/".to_string()];
         assert_eq!(
-            relative_path("file:///root/work/shop-web/src/a.py", None, &roots, None),
+            relative_path("file:///root/work/shop-web/src/a.py", &roots, None),
             "src/a.py"
         );
         assert_eq!(
-            relative_path("/root/work/shop-web/src/a.py", None, &roots, None),
+            relative_path("/root/work/shop-web/src/a.py", &roots, None),
             "src/a.py"
         );
+        assert_eq!(relative_path("src/a%20b.py", &[], None), "src/a b.py");
+        assert_eq!(relative_path("./src/a.py", &[], None), "src/a.py");
         assert_eq!(
-            relative_path("src/a%20b.py", Some("SRCROOT"), &[], None),
-            "src/a b.py"
-        );
-        assert_eq!(relative_path("./src/a.py", None, &[], None), "src/a.py");
-        assert_eq!(
-            relative_path(
-                "file:///builds/x/shop-web/lib/b.py",
-                None,
-                &[],
-                Some("shop-web")
-            ),
+            relative_path("file:///builds/x/shop-web/lib/b.py", &[], Some("shop-web")),
             "lib/b.py"
         );
         assert_eq!(
-            relative_path("file:///elsewhere/c.py", None, &roots, None),
+            relative_path("file:///elsewhere/c.py", &roots, None),
             "/elsewhere/c.py"
         );
         // The run's own roots: originalUriBaseIds and the invocation's working directory.
