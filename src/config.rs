@@ -66,6 +66,7 @@ impl Default for Settings {
                 group_id: "secpipe-notify".into(),
                 batch_max_rows: 100,
                 batch_max_wait_ms: 200,
+                batch_min_wait_ms: 10,
                 ..LoaderConfig::default()
             },
             stack: Default::default(),
@@ -88,6 +89,11 @@ pub struct LoaderConfig {
     pub batch_max_rows: usize,
     /// ... or once its oldest row waited this long, in milliseconds. Default 500.
     pub batch_max_wait_ms: u64,
+    /// ... or, once the consumer has caught up (it has read every record fetched, none is
+    /// waiting), as soon as its oldest row waited this long, in milliseconds: low latency at
+    /// low and moderate rates, full batches under backlog (a batch grows while the previous one
+    /// is written). Capped at `batch_max_wait_ms`. Default 50 (notifier: 10).
+    pub batch_min_wait_ms: u64,
     /// First retry delay when ClickHouse is unavailable, in milliseconds; doubles up to
     /// `retry_max_backoff_ms`. Default 200.
     pub retry_initial_backoff_ms: u64,
@@ -101,6 +107,7 @@ impl Default for LoaderConfig {
             group_id: "secpipe-loader".into(),
             batch_max_rows: 10_000,
             batch_max_wait_ms: 500,
+            batch_min_wait_ms: 50,
             retry_initial_backoff_ms: 200,
             retry_max_backoff_ms: 10_000,
         }

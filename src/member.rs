@@ -63,6 +63,18 @@ impl OwnershipContext {
 impl ClientContext for OwnershipContext {}
 
 impl ConsumerContext for OwnershipContext {
+    /// The result of a background commit (synchronous commits report their own).
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &TopicPartitionList,
+    ) {
+        if let Err(e) = result {
+            tracing::warn!(stage = %self.stage, topic = %self.topic, error = %e,
+                "offset commit failed; records may be re-read");
+        }
+    }
+
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
@@ -109,6 +121,17 @@ pub struct Member {
     stage: String,
     topic: String,
     paused: std::sync::atomic::AtomicBool,
+    /// A lag observation is running.
+    observing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Runs its closure when dropped.
+struct Finally<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for Finally<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
 }
 
 impl Member {
@@ -151,6 +174,7 @@ impl Member {
             stage: stage.to_string(),
             topic: topic.to_string(),
             paused: std::sync::atomic::AtomicBool::new(false),
+            observing: Arc::default(),
         })
     }
 
@@ -281,16 +305,9 @@ impl Member {
     /// commit on the blocking pool. A failed commit is logged: the records are read again by
     /// whoever owns the partition, and every stage collapses repeats.
     pub async fn commit(&self, offsets: &BTreeMap<(String, i32), i64>) -> anyhow::Result<()> {
-        let owned = self.owned();
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), &next) in offsets {
-            if owned.contains(partition) {
-                tpl.add_partition_offset(topic, *partition, Offset::Offset(next))?;
-            }
-        }
-        if tpl.count() == 0 {
+        let Some(tpl) = self.owned_offsets(offsets)? else {
             return Ok(());
-        }
+        };
         let consumer = self.consumer.clone();
         let topic = self.topic.clone();
         tokio::task::spawn_blocking(move || {
@@ -300,6 +317,37 @@ impl Member {
         })
         .await?;
         Ok(())
+    }
+
+    /// Commits `offsets` like [`Member::commit`], without waiting for the broker: the request
+    /// is queued behind earlier commits and a failure is logged by the commit callback. For
+    /// the steady-state commit after each batch, where a lost commit only means the batch is
+    /// read again (and collapsed): the next batch need not wait a round trip for it.
+    pub fn commit_in_background(
+        &self,
+        offsets: &BTreeMap<(String, i32), i64>,
+    ) -> anyhow::Result<()> {
+        if let Some(tpl) = self.owned_offsets(offsets)? {
+            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+                tracing::warn!(topic = %self.topic, error = %e, "offset commit failed; records may be re-read");
+            }
+        }
+        Ok(())
+    }
+
+    /// The offsets of `offsets` for partitions this member owns, if any.
+    fn owned_offsets(
+        &self,
+        offsets: &BTreeMap<(String, i32), i64>,
+    ) -> anyhow::Result<Option<TopicPartitionList>> {
+        let owned = self.owned();
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), &next) in offsets {
+            if owned.contains(partition) {
+                tpl.add_partition_offset(topic, *partition, Offset::Offset(next))?;
+            }
+        }
+        Ok((tpl.count() > 0).then_some(tpl))
     }
 
     /// Moves the read position of owned partition `partition` to `offset`: records fetched
@@ -335,12 +383,20 @@ impl Member {
     }
 
     /// Publishes the lag of every owned partition (high watermark minus position) as
-    /// `secpipe_consumer_lag`, off the async workers.
-    pub async fn observe(&self) {
+    /// `secpipe_consumer_lag`, in the background: asking the broker takes a round trip per
+    /// partition (tens of ms on tansu), which the caller's loop must not wait for. A call while
+    /// the previous one is still asking does nothing.
+    pub fn observe(&self) {
+        use std::sync::atomic::Ordering;
+        if self.observing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let observing = self.observing.clone();
         let consumer = self.consumer.clone();
         let stage = self.stage.clone();
         let topic = self.topic.clone();
-        let _ = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
+            let _done = Finally(move || observing.store(false, Ordering::Release));
             let Ok(position) = consumer.position() else {
                 return;
             };
@@ -358,8 +414,7 @@ impl Member {
                     "partition" => e.partition().to_string())
                 .set(lag as f64);
             }
-        })
-        .await;
+        });
     }
 
     /// Leaves the group (after the last commit).

@@ -40,6 +40,10 @@ pub struct ProcessorsConfig {
     pub batch_max_records: usize,
     /// ... or when its first record waited this long, in milliseconds. Default 100.
     pub batch_max_wait_ms: u64,
+    /// ... or, once the consumer has caught up (every fetched record read, none waiting), as
+    /// soon as its first record waited this long, in milliseconds. Capped at
+    /// `batch_max_wait_ms`. Default 10.
+    pub batch_min_wait_ms: u64,
     /// How often `tick` runs (window flushes, state expiry), in milliseconds. Default 5000.
     pub tick_interval_ms: u64,
     /// Changelog topics are `<prefix><processor name>`. Default `secpipe.changelog.`.
@@ -65,6 +69,7 @@ impl Default for ProcessorsConfig {
         Self {
             batch_max_records: 5_000,
             batch_max_wait_ms: 100,
+            batch_min_wait_ms: 10,
             tick_interval_ms: 5_000,
             changelog_prefix: "secpipe.changelog.".into(),
             group_prefix: "secpipe-".into(),
@@ -148,7 +153,12 @@ where
     };
     let live = crate::ops::liveness(&stage);
     let max_wait = Duration::from_millis(cfg.batch_max_wait_ms);
+    let min_wait = Duration::from_millis(cfg.batch_min_wait_ms.min(cfg.batch_max_wait_ms));
     let mut deadline = tokio::time::Instant::now() + max_wait;
+    // When the batch's first record arrived: once it is `min_wait` old and no further record
+    // is ready (the consumer has caught up), the batch is flushed without waiting out
+    // `max_wait`. Under backlog records are always ready and batches fill.
+    let mut opened = tokio::time::Instant::now();
     let consumed = metrics::counter!("secpipe_records_consumed_total", "stage" => stage.clone(), "topic" => run.input.clone());
     let mut observe_tick = tokio::time::interval(Duration::from_secs(5));
     let mut ticker = tokio::time::interval(Duration::from_millis(cfg.tick_interval_ms));
@@ -156,6 +166,8 @@ where
     tracing::info!(processor = name, input = %run.input, group, changelog = %run.changelog, "processor started");
     loop {
         live.beat();
+        let lingering = run.in_batch > 0;
+        let lingered = lingering && tokio::time::Instant::now() >= opened + min_wait;
         let flush_now = tokio::select! {
             biased;
             _ = shutdown.wait() => break,
@@ -165,7 +177,7 @@ where
             }
             _ = tokio::time::sleep_until(deadline), if run.has_pending() => true,
             _ = observe_tick.tick() => {
-                member.observe().await;
+                member.observe();
                 false
             }
             _ = ticker.tick() => {
@@ -197,19 +209,24 @@ where
                     continue; // not ours, or read again after the seek
                 }
                 if run.in_batch == 0 {
-                    deadline = tokio::time::Instant::now() + max_wait;
+                    opened = tokio::time::Instant::now();
+                    deadline = opened + max_wait;
                 }
                 run.process(&msg).await?;
                 run.in_batch >= cfg.batch_max_records
             }
+            _ = tokio::time::sleep_until(opened + min_wait), if lingering && !lingered => false,
+            // Reached only when no record was ready: the consumer has read all it fetched.
+            _ = std::future::ready(()), if lingered => true,
         };
         if flush_now {
-            run.flush(&member, &mut shutdown).await?;
+            run.flush(&member, &mut shutdown, Commit::InBackground)
+                .await?;
         }
     }
     // Finish the batch in hand before leaving the group.
     if run.has_pending() {
-        run.flush(&member, &mut shutdown).await?;
+        run.flush(&member, &mut shutdown, Commit::Wait).await?;
     }
     member.leave();
     tracing::info!(processor = name, "processor stopped");
@@ -238,7 +255,7 @@ where
                     if self.has_pending() {
                         // What is durable gets committed while the commit can still land; the
                         // rest is fenced by the claim and read again by the new owner.
-                        self.flush(member, shutdown).await?;
+                        self.flush(member, shutdown, Commit::Wait).await?;
                     }
                     for p in gone {
                         self.parts.remove(&p);
@@ -395,7 +412,12 @@ where
     }
 
     /// Outputs, then changelog (with snapshots when due), then offsets.
-    async fn flush(&mut self, member: &Member, shutdown: &mut Shutdown) -> anyhow::Result<()> {
+    async fn flush(
+        &mut self,
+        member: &Member,
+        shutdown: &mut Shutdown,
+        commit: Commit,
+    ) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
         let input = self.input.clone();
         count_outcomes(&input, std::mem::take(&mut self.outputs.counters));
@@ -486,13 +508,26 @@ where
                 offsets.insert((self.changelog.clone(), p), ack.offset);
             }
         }
-        member.commit(&offsets).await?;
+        match commit {
+            Commit::Wait => member.commit(&offsets).await?,
+            Commit::InBackground => member.commit_in_background(&offsets)?,
+        }
         self.next_offsets.clear();
         self.in_batch = 0;
         metrics::histogram!("secpipe_processor_flush_seconds", "input" => input)
             .record(started.elapsed().as_secs_f64());
         Ok(())
     }
+}
+
+/// How a flush commits its offsets. In the steady state the next batch does not wait for the
+/// commit's round trip: the changelog's applied marker, written and acknowledged before, is what
+/// makes a replay skip the batch if the commit is lost. Before partitions move or the process
+/// stops, the commit is waited for, so the next owner starts where this one ended.
+#[derive(Debug, Clone, Copy)]
+enum Commit {
+    Wait,
+    InBackground,
 }
 
 /// A state entry too large for the changelog cannot be persisted: it is kept in memory only

@@ -45,29 +45,42 @@ impl ShutdownTrigger {
     }
 }
 
-/// Where a consumed record came from, kept until its batch is written (the original bytes go
-/// to the dead-letter topic if the destination rejects the record).
-pub(crate) struct Origin {
+/// Where a record came from and its original bytes (they go to the dead-letter topic if the
+/// record cannot be decoded or the destination rejects it).
+pub(crate) struct Origin<'a> {
     partition: i32,
     offset: i64,
-    key: Option<Vec<u8>>,
-    payload: Vec<u8>,
+    key: Option<&'a [u8]>,
+    payload: &'a [u8],
 }
 
-pub(crate) fn origin_of(msg: &BorrowedMessage<'_>) -> Origin {
+pub(crate) fn origin_of<'a>(msg: &'a BorrowedMessage<'_>) -> Origin<'a> {
     Origin {
         partition: msg.partition(),
         offset: msg.offset(),
-        key: msg.key().map(<[u8]>::to_vec),
-        payload: msg.payload().unwrap_or_default().to_vec(),
+        key: msg.key(),
+        payload: msg.payload().unwrap_or_default(),
     }
 }
 
+/// Arena capacity kept for the next batch; a larger arena is freed.
+const ARENA_KEPT: usize = 64 << 20;
+
+/// A batch record's origin: its key and payload are ranges of the batch's byte arena.
+struct Held {
+    partition: i32,
+    offset: i64,
+    key: Option<std::ops::Range<usize>>,
+    payload: std::ops::Range<usize>,
+}
+
 /// The records read since the last commit: decoded records with their origins, and the highest
-/// offset read per partition (dead-lettered records included).
+/// offset read per partition (dead-lettered records included). The origins' bytes share one
+/// arena, reused from batch to batch, so holding them costs no allocation per record.
 struct Batch<R> {
     records: Vec<R>,
-    origins: Vec<Origin>,
+    origins: Vec<Held>,
+    bytes: Vec<u8>,
     next_offsets: BTreeMap<i32, i64>,
 }
 
@@ -76,6 +89,7 @@ impl<R> Batch<R> {
         Self {
             records: Vec::with_capacity(capacity),
             origins: Vec::with_capacity(capacity),
+            bytes: Vec::new(),
             next_offsets: BTreeMap::new(),
         }
     }
@@ -85,6 +99,35 @@ impl<R> Batch<R> {
         *next = (*next).max(offset + 1);
     }
 
+    /// Adds a decoded record and keeps a copy of its origin.
+    fn push(&mut self, record: R, origin: &Origin<'_>) {
+        let mut copy = |b: &[u8]| {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(b);
+            start..self.bytes.len()
+        };
+        let key = origin.key.map(&mut copy);
+        let payload = copy(origin.payload);
+        self.records.push(record);
+        self.origins.push(Held {
+            partition: origin.partition,
+            offset: origin.offset,
+            key,
+            payload,
+        });
+    }
+
+    /// The origin of record `i`.
+    fn origin(&self, i: usize) -> Origin<'_> {
+        let h = &self.origins[i];
+        Origin {
+            partition: h.partition,
+            offset: h.offset,
+            key: h.key.clone().map(|r| &self.bytes[r]),
+            payload: &self.bytes[h.payload.clone()],
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.next_offsets.is_empty()
     }
@@ -92,6 +135,10 @@ impl<R> Batch<R> {
     fn clear(&mut self) {
         self.records.clear();
         self.origins.clear();
+        if self.bytes.capacity() > ARENA_KEPT {
+            self.bytes = Vec::new(); // a batch of unusually large records: give the memory back
+        }
+        self.bytes.clear();
         self.next_offsets.clear();
     }
 }
@@ -122,11 +169,18 @@ where
     let live = crate::ops::liveness(stage);
     let dlq = DeadLetters::new(kafka, stage)?;
     let max_wait = Duration::from_millis(cfg.batch_max_wait_ms);
+    let min_wait = Duration::from_millis(cfg.batch_min_wait_ms.min(cfg.batch_max_wait_ms));
     let mut batch = Batch::new(cfg.batch_max_rows);
     let mut spare: Option<Batch<S::Record>> = None;
     let mut idle_sink = Some(sink);
     let mut in_flight: Option<Written<'_, S, S::Record>> = None;
     let mut deadline = tokio::time::Instant::now() + max_wait;
+    // When the batch's first record arrived, and whether the consumer has since read all it
+    // had fetched (nothing more was ready): a caught-up batch is written once it is
+    // `min_wait` old instead of waiting out `max_wait` (group commit: under load, the batch
+    // grows while the previous one is written).
+    let mut opened = tokio::time::Instant::now();
+    let mut drained = false;
     let consumed = metrics::counter!("secpipe_records_consumed_total", "stage" => stage.to_string(), "topic" => topic.to_string());
     let batch_rows = metrics::histogram!("secpipe_batch_rows", "stage" => stage.to_string());
     let write_seconds =
@@ -159,8 +213,10 @@ where
         // revoked partition's rows in hand are written (the tables collapse repeats).
         member.ownership_changes();
         let full = batch.records.len() >= cfg.batch_max_rows;
-        let due = !batch.is_empty() && (full || tokio::time::Instant::now() >= deadline);
+        let now = tokio::time::Instant::now();
+        let due = !batch.is_empty() && (full || drained || now >= deadline);
         if due && in_flight.is_none() {
+            drained = false;
             let next = spare
                 .take()
                 .unwrap_or_else(|| Batch::new(cfg.batch_max_rows));
@@ -170,6 +226,8 @@ where
                 .expect("the sink is idle when nothing is in flight");
             in_flight = Some(launch(sink, b, shutdown.clone()));
         }
+        let lingering = !batch.is_empty() && in_flight.is_none();
+        let lingered = lingering && now >= opened + min_wait;
         tokio::select! {
             biased;
             _ = shutdown.wait() => break false,
@@ -179,12 +237,12 @@ where
                 if !result? {
                     break true; // stopped during an outage: nothing committed, read again later
                 }
-                member.commit(&offsets_of(topic, &b.next_offsets)).await?;
+                member.commit_in_background(&offsets_of(topic, &b.next_offsets))?;
                 b.clear();
                 spare = Some(b);
             }
             _ = tokio::time::sleep_until(deadline), if !batch.is_empty() && in_flight.is_none() => {}
-            _ = observe_tick.tick() => member.observe().await,
+            _ = observe_tick.tick() => member.observe(),
             _ = late_tick.tick(), if idle_sink.is_some() => {
                 let sink = idle_sink.as_mut().expect("guarded");
                 dead_letter_late(sink, stage, topic, &dlq).await?;
@@ -192,6 +250,7 @@ where
             _ = member.changed() => {}
             _ = tokio::time::sleep_until(full_since.map_or(deadline, |t| t + PAUSE_AFTER)),
                 if full_since.is_some() && !member.is_paused() => {}
+            _ = tokio::time::sleep_until(opened + min_wait), if lingering && !lingered => {}
             // While paused, polling goes on; a record that arrives anyway joins the batch.
             msg = member.recv(), if !full || member.is_paused() => {
                 let msg = match msg {
@@ -202,17 +261,15 @@ where
                     }
                 };
                 if batch.is_empty() {
-                    deadline = tokio::time::Instant::now() + max_wait;
+                    opened = tokio::time::Instant::now();
+                    deadline = opened + max_wait;
                 }
                 consumed.increment(1);
                 let origin = origin_of(&msg);
                 batch.saw(origin.partition, origin.offset);
                 positions.insert(origin.partition, origin.offset + 1);
-                match decoder.decode(&origin.payload) {
-                    Ok(record) => {
-                        batch.records.push(record);
-                        batch.origins.push(origin);
-                    }
+                match decoder.decode(origin.payload) {
+                    Ok(record) => batch.push(record, &origin),
                     Err(e) => {
                         tracing::warn!(stage, topic, partition = origin.partition,
                             offset = origin.offset, error = %e,
@@ -221,6 +278,8 @@ where
                     }
                 }
             }
+            // Reached only when no record was ready: the consumer has read all it fetched.
+            _ = std::future::ready(()), if lingered => drained = true,
         }
         if batch.records.len() >= cfg.batch_max_rows && in_flight.is_some() {
             let since = *full_since.get_or_insert_with(tokio::time::Instant::now);
@@ -285,8 +344,8 @@ async fn dead_letter_late<S: Sink>(
                 let origin = Origin {
                     partition: -1,
                     offset: -1,
-                    key: Some(r.key),
-                    payload: r.payload,
+                    key: Some(&r.key),
+                    payload: &r.payload,
                 };
                 dlq.send(topic, &origin, "refused", &r.reason).await?;
             }
@@ -320,10 +379,10 @@ async fn write_batch<S: Sink>(
                 Ok(rejected) => {
                     crate::ops::set_holding(stage, None);
                     for r in rejected {
-                        let origin = &batch.origins[lo + r.index];
+                        let origin = batch.origin(lo + r.index);
                         tracing::warn!(stage, topic, partition = origin.partition,
                             offset = origin.offset, reason = %r.reason, "record refused; sent to the dead-letter topic");
-                        dlq.send(topic, origin, "refused", &r.reason).await?;
+                        dlq.send(topic, &origin, "refused", &r.reason).await?;
                     }
                     break;
                 }
@@ -342,10 +401,10 @@ async fn write_batch<S: Sink>(
                 }
                 Err(SinkError::Rejected(reason)) if hi - lo == 1 => {
                     crate::ops::set_holding(stage, None);
-                    let origin = &batch.origins[lo];
+                    let origin = batch.origin(lo);
                     tracing::warn!(stage, topic, partition = origin.partition,
                         offset = origin.offset, %reason, "row rejected; sent to the dead-letter topic");
-                    dlq.send(topic, origin, "rejected", &reason).await?;
+                    dlq.send(topic, &origin, "rejected", &reason).await?;
                     break;
                 }
                 Err(SinkError::Rejected(_)) => {
@@ -396,7 +455,7 @@ impl DeadLetters {
     pub(crate) async fn send(
         &self,
         topic: &str,
-        origin: &Origin,
+        origin: &Origin<'_>,
         cause: &'static str,
         error: &str,
     ) -> anyhow::Result<()> {
@@ -407,8 +466,8 @@ impl DeadLetters {
             topic: topic.to_string(),
             partition: origin.partition,
             offset: origin.offset,
-            key: origin.key.clone(),
-            payload: origin.payload.clone(),
+            key: origin.key.map(<[u8]>::to_vec),
+            payload: origin.payload.to_vec(),
             error: error.to_string(),
             failed_at: now_micros(),
         };

@@ -21,7 +21,7 @@ impl Figures for LoaderFigures {
                 "rows/s",
             ),
             Figure::new(
-                "clickhouse-client inserting the same rows from RowBinary files, right after",
+                "clickhouse-client inserting the same rows from RowBinary files, right after (quiet server)",
                 self.client_rows_per_sec,
                 "rows/s",
             ),
@@ -36,7 +36,8 @@ impl Figures for LoaderFigures {
 
 /// The ClickHouse loader of `telemetry_events` (+ `host_packages`) against `clickhouse-client`
 /// inserting the very same rows from RowBinary files, one right after the other (A then B; the
-/// bench's runs alternate A B A B), into a scratch database. The loader is started first and
+/// bench's runs alternate A B A B), into a scratch database. Each side starts on a quiet server
+/// (no merge running), so neither pays for the other's merges. The loader is started first and
 /// has loaded one warm-up row, so its consumer has joined; the clock runs from the first
 /// record produced to the last row visible, so every batch counts.
 pub async fn loader(settings: &Settings, events: usize) -> anyhow::Result<LoaderFigures> {
@@ -116,6 +117,7 @@ pub async fn loader(settings: &Settings, events: usize) -> anyhow::Result<Loader
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    wait_for_quiet_server(&client).await?;
     eprintln!("loader running; producing {events} processed telemetry events");
     let started = Instant::now();
     for chunk in encoded.chunks(10_000) {
@@ -165,6 +167,7 @@ pub async fn loader(settings: &Settings, events: usize) -> anyhow::Result<Loader
             Some(&file),
         )?;
         ch(&format!("CREATE TABLE {table}_copy AS {table}"), None, None)?;
+        wait_for_quiet_server(&client).await?;
         let started = Instant::now();
         ch(
             &format!("INSERT INTO {table}_copy FORMAT RowBinary"),

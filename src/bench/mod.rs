@@ -47,6 +47,28 @@ pub(crate) fn peak_rss_kb(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// CPU time (user + system) a process has used so far, in seconds. `/proc/<pid>/stat` counts
+/// in USER_HZ ticks, which Linux fixes at 100 per second for user space.
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// The pid of the running process whose command line contains every one of `needles`.
+pub(crate) fn find_process(needles: &[&str]) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        needles.iter().all(|n| cmdline.contains(n)).then_some(pid)
+    })
+}
+
 /// Runs `query` with `clickhouse-client` against the settings' database, with a file as its
 /// input or output: the reference insert path the loader is compared with.
 pub(crate) fn clickhouse_client(
@@ -82,6 +104,27 @@ pub(crate) fn clickhouse_client(
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(())
+}
+
+/// Waits (up to 120 s) until ClickHouse runs no merge, so that neither side of a comparison
+/// pays for the background merges of the rows the other one just inserted. Returns how long it
+/// waited.
+pub(crate) async fn wait_for_quiet_server(client: &clickhouse::Client) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let merges: u64 = client
+            .query("SELECT count() FROM system.merges")
+            .fetch_one()
+            .await?;
+        if merges == 0 {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            eprintln!("ClickHouse still merging after 120 s; measuring anyway");
+            return Ok(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// One figure of one bench run, named in the words of its README row.
@@ -271,6 +314,14 @@ impl RoleProcesses {
             .with_context(|| format!("starting {name}"))?;
         self.children.push((name.to_string(), child));
         Ok(())
+    }
+
+    /// CPU seconds each role has used so far.
+    pub fn cpu_seconds(&self) -> Vec<(String, f64)> {
+        self.children
+            .iter()
+            .map(|(name, child)| (name.clone(), cpu_seconds(child.id()).unwrap_or(0.0)))
+            .collect()
     }
 
     /// Stops every role (SIGTERM, then waits) and gives each one's peak RSS in MB.

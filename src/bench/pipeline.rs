@@ -42,9 +42,17 @@ pub struct PipelineFigures {
     pub paced_rate: f64,
     /// Telemetry ack -> visible, all types together first, then per type; then scans.
     pub latency: Vec<Latency>,
+    /// The telemetry probes' latency split at the clean topic.
+    pub stages: Vec<Latency>,
+    /// How long one round of the visibility poller's queries took (probes are seen within a
+    /// round plus its 25 ms pause).
+    pub poll: Latency,
     /// Rows per table the run wrote (every inserted row, versions included).
     pub rows: Vec<(String, u64)>,
     pub peak_rss_mb: Vec<(String, f64)>,
+    /// CPU each process used in phase 1, in cores (CPU seconds / phase seconds); the machine
+    /// has 2.
+    pub cores_busy: Vec<(String, f64)>,
     /// Records (and bytes) the pipeline produced to the broker in phase 1, and records its
     /// stages consumed.
     pub records_produced: u64,
@@ -81,6 +89,28 @@ impl Figures for PipelineFigures {
                 "ms",
             ));
         }
+        for l in &self.stages {
+            f.push(Figure::new(
+                format!("{} p50, paced load", l.what),
+                l.p50_ms,
+                "ms",
+            ));
+            f.push(Figure::new(
+                format!("{} p99, paced load", l.what),
+                l.p99_ms,
+                "ms",
+            ));
+        }
+        f.push(Figure::new(
+            "visibility check: one round of the poller's queries p50, paced load",
+            self.poll.p50_ms,
+            "ms",
+        ));
+        f.push(Figure::new(
+            "visibility check: one round of the poller's queries p99, paced load",
+            self.poll.p99_ms,
+            "ms",
+        ));
         let produce = self.records_produced as f64 / self.seconds;
         let consume = self.records_consumed as f64 / self.seconds;
         f.push(Figure::new(
@@ -119,7 +149,7 @@ impl Figures for PipelineFigures {
             "rows/s",
         ));
         f.push(Figure::new(
-            "clickhouse-client inserting the same rows",
+            "clickhouse-client inserting the same rows (quiet server)",
             self.clickhouse_insert_rows_per_sec,
             "rows/s",
         ));
@@ -128,6 +158,13 @@ impl Figures for PipelineFigures {
             100.0 * self.pipeline_rows_per_sec / self.clickhouse_insert_rows_per_sec,
             "%",
         ));
+        for (process, cores) in &self.cores_busy {
+            f.push(Figure::new(
+                format!("CPU in the end-to-end phase, {process}"),
+                *cores,
+                "cores",
+            ));
+        }
         for (role, mb) in &self.peak_rss_mb {
             f.push(Figure::new(format!("peak RSS {role}"), *mb, "MB"));
         }
@@ -159,6 +196,30 @@ fn bench_settings(settings: &Settings, tag: &str) -> Settings {
     s.loader.group_id = format!("bench.{tag}.loader");
     s.clickhouse.database = format!("bench_{tag}");
     s
+}
+
+/// CPU seconds used so far by every process of the run: each role, the broker, ClickHouse, and
+/// this process (the load generator and the watcher).
+fn cpu_snapshot(s: &Settings, roles: &RoleProcesses) -> Vec<(String, f64)> {
+    let mut cpu = roles.cpu_seconds();
+    let state = s.stack.state_dir.join("clickhouse");
+    let state = state.to_string_lossy();
+    for (name, pid) in [
+        (
+            "broker (tansu)",
+            find_process(&["tansu", "broker", &s.kafka.brokers]),
+        ),
+        (
+            "ClickHouse server",
+            find_process(&["clickhouse-server", &state]),
+        ),
+        ("load generator (bench process)", Some(std::process::id())),
+    ] {
+        if let Some(secs) = pid.and_then(cpu_seconds) {
+            cpu.push((name.to_string(), secs));
+        }
+    }
+    cpu
 }
 
 /// NDJSON bodies of `events`, `batch` per body.
@@ -304,6 +365,9 @@ fn read_topic(
     Ok(out)
 }
 
+/// Probes' pids start here; the reference mix's are far below.
+const PROBE_PIDS: i64 = 3_000_000;
+
 fn percentiles(what: &str, mut ms: Vec<f64>) -> Latency {
     ms.sort_by(f64::total_cmp);
     let pct = |p: f64| {
@@ -393,12 +457,14 @@ pub async fn pipeline(
     };
     let mut all: Vec<TelemetryEvent> = sample::reference_mix(57, 16, 8).take(events).collect();
     stamp(&mut all, &format!("{tag}-load"));
+    let bodies = ndjson(&all, 500);
+    let cpu_before = cpu_snapshot(&s, &roles);
     let started = Instant::now();
     let senders = load(
         &http,
         format!("{base}/v1/telemetry"),
         &token,
-        ndjson(&all, 500),
+        bodies,
         500,
         None,
     )
@@ -436,8 +502,19 @@ pub async fn pipeline(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_after = cpu_snapshot(&s, &roles);
     let events_per_sec = events as f64 / seconds;
     eprintln!("phase 1: {events_per_sec:.0} events/s end to end");
+    let cores_busy: Vec<(String, f64)> = cpu_after
+        .iter()
+        .map(|(name, after)| {
+            let before = cpu_before
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0.0, |(_, b)| *b);
+            (name.clone(), (after - before) / seconds)
+        })
+        .collect();
 
     // What phase 1 wrote: records per topic (the probes of phase 2 are not in it) and rows.
     let mut written_topics: Vec<String> = vec![
@@ -512,20 +589,76 @@ pub async fn pipeline(
     .await;
     let mut acked: HashMap<String, (String, Instant)> = HashMap::new();
     let prefix = format!("{tag}-probe-");
-    // A poller apart from the prober, every 25 ms, so visibility is seen to within a poll.
+    // Where the time goes: a reader of the clean topic notes when each telemetry probe leaves
+    // the processor (its id is plain bytes in the Avro record), splitting ack -> visible into
+    // ack -> processed and processed -> visible.
+    let processed_at: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
+    let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let clean_reader = {
+        let ends = end_offsets(&watcher, &s.kafka.topics.telemetry_clean)?;
+        let mut tpl = TopicPartitionList::new();
+        for (&p, &end) in &ends {
+            tpl.add_partition_offset(&s.kafka.topics.telemetry_clean, p, Offset::Offset(end))?;
+        }
+        let c: BaseConsumer = s
+            .kafka
+            .client_config("bench-clean-reader")
+            .set("group.id", format!("bench-clean-{tag}"))
+            .set("fetch.wait.max.ms", "10")
+            .create()?;
+        c.assign(&tpl)?;
+        let (processed_at, reading, needle) = (
+            processed_at.clone(),
+            reading.clone(),
+            prefix.clone().into_bytes(),
+        );
+        std::thread::spawn(move || {
+            while reading.load(std::sync::atomic::Ordering::Relaxed) {
+                let Some(Ok(m)) = c.poll(Duration::from_millis(50)) else {
+                    continue;
+                };
+                let payload = m.payload().unwrap_or_default();
+                if let Some(at) = payload.windows(needle.len()).position(|w| w == needle) {
+                    let id: Vec<u8> = payload[at..]
+                        .iter()
+                        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-')
+                        .copied()
+                        .collect();
+                    let id = String::from_utf8_lossy(&id).into_owned();
+                    processed_at
+                        .lock()
+                        .expect("not poisoned")
+                        .entry(id)
+                        .or_insert_with(Instant::now);
+                }
+            }
+        })
+    };
+    // A poller apart from the prober, every 25 ms, so visibility is seen to within a poll. Its
+    // query reads the 8-byte pid column first (probes have pids from PROBE_PIDS on, no load
+    // event has) and event ids only of the granules that hold probes: a scan of every event id
+    // 40 times a second would cost ClickHouse CPU the pipeline needs, and slow each poll as
+    // the table grows. How long each round took is reported.
     let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let rounds: Arc<Mutex<Vec<f64>>> = Arc::default();
     let polling = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let poller = {
-        let (client, prefix, seen, polling) = (
+        let (client, prefix, seen, polling, rounds) = (
             client.clone(),
             prefix.clone(),
             seen.clone(),
             polling.clone(),
+            rounds.clone(),
         );
         tokio::spawn(async move {
             while polling.load(std::sync::atomic::Ordering::Relaxed) {
+                let began = Instant::now();
                 let mut ids: Vec<String> = client
-                    .query("SELECT event_id FROM telemetry_events WHERE startsWith(event_id, ?)")
+                    .query(
+                        "SELECT event_id FROM telemetry_events PREWHERE pid >= ? \
+                         WHERE startsWith(event_id, ?)",
+                    )
+                    .bind(PROBE_PIDS)
                     .bind(&prefix)
                     .fetch_all()
                     .await?;
@@ -541,6 +674,10 @@ pub async fn pipeline(
                     seen.entry(id).or_insert(now);
                 }
                 drop(seen);
+                rounds
+                    .lock()
+                    .await
+                    .push(now.duration_since(began).as_secs_f64() * 1e3);
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
             anyhow::Ok(())
@@ -556,7 +693,7 @@ pub async fn pipeline(
             env.event_id = format!("{prefix}{round}-{i}");
             env.event_time = secpipe_schemas::now_micros();
             // A process of its own: no per-process dedupe or rate limit applies to a probe.
-            env.pid = 3_000_000 + (round * 32 + i) as i64;
+            env.pid = PROBE_PIDS + (round * 32 + i) as i64;
             serde_json::to_writer(&mut body, e)?;
             body.push(b'\n');
         }
@@ -597,8 +734,28 @@ pub async fn pipeline(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     polling.store(false, std::sync::atomic::Ordering::Relaxed);
+    reading.store(false, std::sync::atomic::Ordering::Relaxed);
     poller.await??;
+    let _ = clean_reader.join();
     let seen = seen.lock().await.clone();
+    let processed_at = processed_at.lock().expect("not poisoned").clone();
+    let (mut to_processed, mut to_visible) = (Vec::new(), Vec::new());
+    for (id, (kind, at)) in &acked {
+        if let (Some(p), Some(v), true) = (processed_at.get(id), seen.get(id), kind != "scan") {
+            to_processed.push(p.saturating_duration_since(*at).as_secs_f64() * 1e3);
+            to_visible.push(v.saturating_duration_since(*p).as_secs_f64() * 1e3);
+        }
+    }
+    let stages = vec![
+        percentiles(
+            "telemetry ack -> on the clean topic (gateway, broker, processor)",
+            to_processed,
+        ),
+        percentiles(
+            "telemetry on the clean topic -> visible (loader, ClickHouse)",
+            to_visible,
+        ),
+    ];
     let mut by_kind: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for (id, (kind, at)) in &acked {
         if let Some(v) = seen.get(id) {
@@ -622,6 +779,10 @@ pub async fn pipeline(
     if let Some(ms) = by_kind.get("scan") {
         latency.push(percentiles("scan summary (/track)", ms.clone()));
     }
+    let poll = percentiles(
+        "visibility check (one round of the poller's queries)",
+        rounds.lock().await.clone(),
+    );
     let peak_rss_mb = roles.stop();
 
     // The limits, on the same data: the records phase 1 wrote, produced and consumed again.
@@ -692,6 +853,7 @@ pub async fn pipeline(
             Some(&file),
         )?;
         ch(&format!("CREATE TABLE {table}_copy AS {table}"), None, None)?;
+        wait_for_quiet_server(&s.clickhouse.client()).await?;
         let t0 = Instant::now();
         ch(
             &format!("INSERT INTO {table}_copy FORMAT RowBinary"),
@@ -717,8 +879,11 @@ pub async fn pipeline(
         events_per_sec,
         paced_rate,
         latency,
+        stages,
+        poll,
         rows,
         peak_rss_mb,
+        cores_busy,
         records_produced,
         bytes_produced,
         records_consumed,

@@ -5,6 +5,7 @@ pub mod admin_api;
 pub mod cluster;
 mod migrations;
 pub mod retention;
+pub mod rowbinary;
 mod scan_results;
 pub mod tables;
 

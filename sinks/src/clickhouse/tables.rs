@@ -11,7 +11,7 @@ use secpipe_schemas::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{classify, ClickHouseConfig};
+use super::{classify, rowbinary::RowBinaryInsert, ClickHouseConfig};
 use crate::{Rejected, Sink, SinkError};
 
 /// Seconds of a microsecond timestamp, for `DateTime` columns.
@@ -386,81 +386,93 @@ impl From<&Alert> for AlertRow {
     }
 }
 
-/// `telemetry_events`.
-#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
-pub struct TelemetryRow {
-    pub event_id: String,
-    pub event_type: String,
-    pub event_time: u32,
-    pub event_time_us: u64,
-    pub host: String,
-    pub container_id: String,
-    pub pod: String,
-    pub namespace: String,
-    pub pid: i64,
-    pub app: String,
-    /// The event as JSON (`{"type": ..., "envelope": ..., <its fields>}`; a host-environment
-    /// event keeps only its package count: its packages are rows of host_packages).
-    pub details: String,
+/// Columns of `telemetry_events`, in the order [`write_event`] writes them.
+pub const TELEMETRY_COLUMNS: &[&str] = &[
+    "event_id",
+    "event_type",
+    "event_time",
+    "event_time_us",
+    "host",
+    "container_id",
+    "pod",
+    "namespace",
+    "pid",
+    "app",
+    "details",
+];
+
+/// Columns of `host_packages`, in the order [`write_packages`] writes them.
+pub const PACKAGE_COLUMNS: &[&str] = &[
+    "host",
+    "container_id",
+    "pod",
+    "namespace",
+    "event_id",
+    "observed_at",
+    "name",
+    "version",
+    "source",
+    "licenses",
+];
+
+fn opt(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("")
 }
 
-/// `host_packages`.
-#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
-pub struct PackageRow {
-    pub host: String,
-    pub container_id: String,
-    pub pod: String,
-    pub namespace: String,
-    pub event_id: String,
-    pub observed_at: u32,
-    pub name: String,
-    pub version: String,
-    pub source: String,
-    pub licenses: Vec<String>,
-}
-
-/// The row of an event, and the package rows of a host-environment event.
-pub fn telemetry_rows(ev: &TelemetryEvent, packages: &mut Vec<PackageRow>) -> TelemetryRow {
+/// The `telemetry_events` row of an event. `details` is the event as JSON (`{"type": ...,
+/// "envelope": ..., <its fields>}`); a host-environment event keeps only its package count,
+/// its packages being rows of `host_packages`.
+pub async fn write_event(ev: &TelemetryEvent, rows: &mut RowBinaryInsert) -> Result<(), SinkError> {
     let e = ev.envelope();
-    let details = match ev {
-        // The package list goes to host_packages, one row per package.
-        TelemetryEvent::HostEnvironment(h) => {
-            packages.extend(h.packages.iter().map(|p| PackageRow {
-                host: e.host.clone(),
-                container_id: text(&e.container_id),
-                pod: text(&e.pod),
-                namespace: text(&e.namespace),
-                event_id: e.event_id.clone(),
-                observed_at: secs(e.event_time),
-                name: p.name.clone(),
-                version: p.version.clone(),
-                source: p.source.clone(),
-                licenses: p.licenses.clone(),
-            }));
-            format!(
-                "{{\"type\":\"host_environment\",\"package_count\":{}}}",
-                h.packages.len()
-            )
-        }
+    rows.string(&e.event_id)
+        .string(ev.kind().as_str())
+        .u32(secs(e.event_time))
+        .u64(e.event_time.max(0) as u64)
+        .string(&e.host)
+        .string(opt(&e.container_id))
+        .string(opt(&e.pod))
+        .string(opt(&e.namespace))
+        .i64(e.pid)
+        .string(opt(&e.app));
+    match ev {
+        TelemetryEvent::HostEnvironment(h) => rows.string(&format!(
+            "{{\"type\":\"host_environment\",\"package_count\":{}}}",
+            h.packages.len()
+        )),
         // The event's own JSON form, in one pass (the envelope's fields are columns too).
-        _ => serde_json::to_string(ev).unwrap_or_default(),
+        _ => rows.json(ev),
     };
-    TelemetryRow {
-        event_id: e.event_id.clone(),
-        event_type: ev.kind().as_str().to_string(),
-        event_time: secs(e.event_time),
-        event_time_us: e.event_time.max(0) as u64,
-        host: e.host.clone(),
-        container_id: text(&e.container_id),
-        pod: text(&e.pod),
-        namespace: text(&e.namespace),
-        pid: e.pid,
-        app: text(&e.app),
-        details,
-    }
+    rows.row_done().await
 }
 
-/// Loads clean telemetry into `telemetry_events` and `host_packages`.
+/// The `host_packages` rows of a host-environment event, one per package (none for the other
+/// types).
+pub async fn write_packages(
+    ev: &TelemetryEvent,
+    rows: &mut RowBinaryInsert,
+) -> Result<(), SinkError> {
+    let TelemetryEvent::HostEnvironment(h) = ev else {
+        return Ok(());
+    };
+    let e = &h.envelope;
+    for p in &h.packages {
+        rows.string(&e.host)
+            .string(opt(&e.container_id))
+            .string(opt(&e.pod))
+            .string(opt(&e.namespace))
+            .string(&e.event_id)
+            .u32(secs(e.event_time))
+            .string(&p.name)
+            .string(&p.version)
+            .string(&p.source)
+            .strings(p.licenses.iter().map(String::as_str));
+        rows.row_done().await?;
+    }
+    Ok(())
+}
+
+/// Loads clean telemetry into `telemetry_events` and `host_packages`, encoding `RowBinary`
+/// straight from the decoded events (no row structs, no copies of their strings).
 pub struct TelemetrySink {
     client: clickhouse::Client,
 }
@@ -477,17 +489,23 @@ impl Sink for TelemetrySink {
     type Record = TelemetryEvent;
 
     async fn write(&mut self, batch: &[TelemetryEvent]) -> Result<Vec<Rejected>, SinkError> {
-        let mut packages = Vec::new();
-        let rows: Vec<TelemetryRow> = batch
-            .iter()
-            .map(|e| telemetry_rows(e, &mut packages))
-            .collect();
         // Packages first: if the events insert fails, the retry rewrites both and the package
         // rows collapse.
-        if !packages.is_empty() {
-            insert_rows(&self.client, "host_packages", packages).await?;
+        if batch
+            .iter()
+            .any(|e| matches!(e, TelemetryEvent::HostEnvironment(_)))
+        {
+            let mut packages = RowBinaryInsert::new(&self.client, "host_packages", PACKAGE_COLUMNS);
+            for ev in batch {
+                write_packages(ev, &mut packages).await?;
+            }
+            packages.end().await?;
         }
-        insert_rows(&self.client, "telemetry_events", rows).await?;
+        let mut events = RowBinaryInsert::new(&self.client, "telemetry_events", TELEMETRY_COLUMNS);
+        for ev in batch {
+            write_event(ev, &mut events).await?;
+        }
+        events.end().await?;
         Ok(Vec::new())
     }
 }
@@ -498,8 +516,37 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn host_environment_packages_get_their_own_rows() {
+    /// Reads `RowBinary` back: a LEB128 length and the bytes.
+    fn read_string(b: &mut &[u8]) -> String {
+        let (mut n, mut shift) = (0u64, 0);
+        loop {
+            let byte = b[0];
+            *b = &b[1..];
+            n |= u64::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte < 0x80 {
+                break;
+            }
+        }
+        let (s, rest) = b.split_at(n as usize);
+        *b = rest;
+        String::from_utf8(s.to_vec()).unwrap()
+    }
+
+    fn read_u32(b: &mut &[u8]) -> u32 {
+        let (n, rest) = b.split_at(4);
+        *b = rest;
+        u32::from_le_bytes(n.try_into().unwrap())
+    }
+
+    fn read_u64(b: &mut &[u8]) -> u64 {
+        let (n, rest) = b.split_at(8);
+        *b = rest;
+        u64::from_le_bytes(n.try_into().unwrap())
+    }
+
+    #[tokio::test]
+    async fn host_environment_packages_get_their_own_rows() {
         let ev = sample::one_of_each(4)
             .into_iter()
             .find(|e| matches!(e, TelemetryEvent::HostEnvironment(_)))
@@ -507,15 +554,84 @@ mod tests {
         let TelemetryEvent::HostEnvironment(h) = &ev else {
             unreachable!()
         };
-        let mut packages = Vec::new();
-        let row = telemetry_rows(&ev, &mut packages);
-        assert_eq!(packages.len(), h.packages.len());
+        let client = clickhouse::Client::default();
+        let mut packages = RowBinaryInsert::new(&client, "host_packages", PACKAGE_COLUMNS);
+        write_packages(&ev, &mut packages).await.unwrap();
+        assert_eq!(packages.rows(), h.packages.len() as u64);
+        let mut b = packages.buffered();
+        for p in &h.packages {
+            assert_eq!(read_string(&mut b), h.envelope.host);
+            for _ in 0..3 {
+                read_string(&mut b);
+            }
+            assert_eq!(read_string(&mut b), h.envelope.event_id);
+            assert_eq!(read_u32(&mut b), secs(h.envelope.event_time));
+            assert_eq!(read_string(&mut b), p.name);
+            assert_eq!(read_string(&mut b), p.version);
+            assert_eq!(read_string(&mut b), p.source);
+            let count = b[0] as usize; // fewer than 128 licenses: a one-byte LEB128
+            b = &b[1..];
+            assert_eq!(count, p.licenses.len());
+            for l in &p.licenses {
+                assert_eq!(&read_string(&mut b), l);
+            }
+        }
+        assert!(b.is_empty(), "nothing after the last package row");
+
+        let mut events = RowBinaryInsert::new(&client, "telemetry_events", TELEMETRY_COLUMNS);
+        write_event(&ev, &mut events).await.unwrap();
+        let mut b = events.buffered();
+        assert_eq!(read_string(&mut b), h.envelope.event_id);
+        assert_eq!(read_string(&mut b), "host_environment");
+        assert_eq!(read_u32(&mut b), secs(h.envelope.event_time));
+        assert_eq!(read_u64(&mut b), h.envelope.event_time as u64);
+        assert_eq!(read_string(&mut b), h.envelope.host);
+        for _ in 0..3 {
+            read_string(&mut b);
+        }
+        b = &b[8..]; // pid
+        read_string(&mut b); // app
+        let details = read_string(&mut b);
         assert!(
-            !row.details.contains("licenses"),
+            !details.contains("licenses"),
             "package lists stay out of details"
         );
-        assert!(row.details.contains("package_count"));
-        assert_eq!(row.event_type, "host_environment");
+        assert_eq!(
+            details,
+            format!(
+                "{{\"type\":\"host_environment\",\"package_count\":{}}}",
+                h.packages.len()
+            )
+        );
+        assert!(b.is_empty());
+    }
+
+    #[tokio::test]
+    async fn other_events_keep_their_json_in_details() {
+        let client = clickhouse::Client::default();
+        for ev in sample::one_of_each(4)
+            .into_iter()
+            .filter(|e| !matches!(e, TelemetryEvent::HostEnvironment(_)))
+        {
+            let mut packages = RowBinaryInsert::new(&client, "host_packages", PACKAGE_COLUMNS);
+            write_packages(&ev, &mut packages).await.unwrap();
+            assert_eq!(packages.rows(), 0);
+            let mut events = RowBinaryInsert::new(&client, "telemetry_events", TELEMETRY_COLUMNS);
+            write_event(&ev, &mut events).await.unwrap();
+            let mut b = events.buffered();
+            for _ in 0..2 {
+                read_string(&mut b);
+            }
+            b = &b[12..]; // event_time, event_time_us
+            for _ in 0..4 {
+                read_string(&mut b);
+            }
+            b = &b[8..]; // pid
+            read_string(&mut b);
+            let details: serde_json::Value = serde_json::from_str(&read_string(&mut b)).unwrap();
+            assert_eq!(details, serde_json::to_value(&ev).unwrap());
+            assert!(b.is_empty());
+        }
     }
 
     #[test]
