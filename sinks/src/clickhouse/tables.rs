@@ -489,23 +489,31 @@ impl Sink for TelemetrySink {
     type Record = TelemetryEvent;
 
     async fn write(&mut self, batch: &[TelemetryEvent]) -> Result<Vec<Rejected>, SinkError> {
-        // Packages first: if the events insert fails, the retry rewrites both and the package
-        // rows collapse.
-        if batch
-            .iter()
-            .any(|e| matches!(e, TelemetryEvent::HostEnvironment(_)))
-        {
-            let mut packages = RowBinaryInsert::new(&self.client, "host_packages", PACKAGE_COLUMNS);
-            for ev in batch {
-                write_packages(ev, &mut packages).await?;
+        // Both inserts run at once (a batch's write time is one insert's, not two). The batch
+        // counts as written only if both succeed; otherwise it is written again, both tables
+        // collapsing the rows that had landed.
+        let packages = async {
+            if !batch
+                .iter()
+                .any(|e| matches!(e, TelemetryEvent::HostEnvironment(_)))
+            {
+                return Ok(());
             }
-            packages.end().await?;
-        }
-        let mut events = RowBinaryInsert::new(&self.client, "telemetry_events", TELEMETRY_COLUMNS);
-        for ev in batch {
-            write_event(ev, &mut events).await?;
-        }
-        events.end().await?;
+            let mut rows = RowBinaryInsert::new(&self.client, "host_packages", PACKAGE_COLUMNS);
+            for ev in batch {
+                write_packages(ev, &mut rows).await?;
+            }
+            rows.end().await
+        };
+        let events = async {
+            let mut rows =
+                RowBinaryInsert::new(&self.client, "telemetry_events", TELEMETRY_COLUMNS);
+            for ev in batch {
+                write_event(ev, &mut rows).await?;
+            }
+            rows.end().await
+        };
+        tokio::try_join!(packages, events)?;
         Ok(Vec::new())
     }
 }
