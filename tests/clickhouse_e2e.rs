@@ -735,3 +735,91 @@ fn time_rfc3339(micros: i64) -> String {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap()
 }
+
+/// A loader that has caught up writes what it read once `loader.batch_min_wait_ms` has passed,
+/// not after `batch_max_wait_ms` (two minutes here, longer than the test waits), and the
+/// telemetry rows it encodes straight from the events read back as those events: their columns,
+/// their JSON in `details`, and one `host_packages` row per package.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caught_up_loader_writes_at_once_and_telemetry_rows_read_back_as_the_events() {
+    use secpipe_schemas::telemetry::{sample, TelemetryCodec, TelemetryEvent};
+    use secpipe_sinks::clickhouse::tables::TelemetrySink;
+
+    let mut s = settings("caughtup");
+    fresh_database(&mut s).await;
+    require_stack(&s).await;
+    s.loader.batch_max_wait_ms = 120_000;
+    s.loader.batch_min_wait_ms = 20;
+    s.loader.batch_max_rows = 100_000;
+    let (trigger, shutdown) = Shutdown::new();
+    let s2 = s.clone();
+    let task = tokio::spawn(async move {
+        run_sink(
+            &s2.kafka,
+            &s2.loader,
+            "test-loader",
+            &s2.kafka.topics.telemetry_clean,
+            TelemetryCodec::new().unwrap(),
+            TelemetrySink::new(&s2.clickhouse),
+            shutdown,
+        )
+        .await
+    });
+    // What the processor passes on: every type but heartbeats.
+    let events: Vec<TelemetryEvent> = sample::one_of_each(7)
+        .into_iter()
+        .filter(|e| !matches!(e, TelemetryEvent::Heartbeat(_)))
+        .collect();
+    let codec = TelemetryCodec::new().unwrap();
+    let encoded: Vec<(String, Vec<u8>)> = events
+        .iter()
+        .map(|e| (e.partition_key(), codec.encode(e).unwrap()))
+        .collect();
+    produce_many(&s, &s.kafka.topics.telemetry_clean, &encoded).await;
+    let client = s.clickhouse.client();
+    eventually(30, "every event in telemetry_events", || {
+        let client = client.clone();
+        let want = events.len() as u64;
+        async move {
+            let n: u64 = client
+                .query("SELECT count() FROM telemetry_events")
+                .fetch_one()
+                .await
+                .ok()?;
+            (n == want).then_some(())
+        }
+    })
+    .await;
+    for e in &events {
+        let env = e.envelope();
+        let (event_type, host, pid, time_us, details): (String, String, i64, u64, String) = client
+            .query(
+                "SELECT event_type, host, pid, event_time_us, details FROM telemetry_events \
+                     WHERE event_id = ?",
+            )
+            .bind(&env.event_id)
+            .fetch_one()
+            .await
+            .unwrap();
+        assert_eq!(event_type, e.kind().as_str());
+        assert_eq!(host, env.host);
+        assert_eq!(pid, env.pid);
+        assert_eq!(time_us, env.event_time as u64);
+        let details: Value = serde_json::from_str(&details).unwrap();
+        match e {
+            TelemetryEvent::HostEnvironment(h) => {
+                assert_eq!(details["package_count"], json!(h.packages.len()));
+                let packages: u64 = client
+                    .query("SELECT count() FROM host_packages WHERE event_id = ?")
+                    .bind(&env.event_id)
+                    .fetch_one()
+                    .await
+                    .unwrap();
+                assert_eq!(packages, h.packages.len() as u64);
+            }
+            _ => assert_eq!(details, serde_json::to_value(e).unwrap()),
+        }
+    }
+    trigger.trigger();
+    task.await.unwrap().unwrap();
+}

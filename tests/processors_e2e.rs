@@ -370,3 +370,47 @@ async fn restore_reads_from_the_latest_snapshot_and_the_state_is_exact() {
         "the restored state made the same outputs"
     );
 }
+
+/// A processor that has caught up flushes once `processors.batch_min_wait_ms` has passed, not
+/// after `batch_max_wait_ms` or at the next tick (both two minutes here, longer than the test
+/// waits): its outputs are on the topic and its input committed within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caught_up_processor_flushes_without_waiting_out_batch_max_wait() {
+    let mut s = settings("caughtupproc");
+    s.processors.batch_max_wait_ms = 120_000;
+    s.processors.tick_interval_ms = 120_000;
+    s.processors.batch_min_wait_ms = 10;
+    s.processors.batch_max_records = 100_000;
+    require_stack(&s).await;
+    let (trigger, shutdown) = Shutdown::new();
+    let task = tokio::spawn(roles::processor(s.clone(), Proc::AdminEvents, shutdown));
+    let codec = Codec::<ScanFailure>::new().unwrap();
+    let t0 = now_micros();
+    let input: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| {
+            let f = ScanFailure {
+                failure_id: format!("caught-up-{i}"),
+                command: "image check".into(),
+                image: Image {
+                    full_name: format!("app-{i}"),
+                    registry: None,
+                    repository: format!("app-{i}"),
+                    tag: None,
+                    digest: None,
+                    original: None,
+                },
+                reason: "timeout".into(),
+                source: "api".into(),
+                cluster: None,
+                occurred_at: t0,
+                received_at: t0,
+            };
+            (f.image.full_name.clone(), codec.encode(&f).unwrap())
+        })
+        .collect();
+    produce_many(&s, &s.kafka.topics.scan_failures, &input).await;
+    wait_consumed(&s, "admin-events", &s.kafka.topics.scan_failures, 30).await;
+    assert_eq!(read_all(&s, &s.kafka.topics.admin_events).len(), 3);
+    trigger.trigger();
+    task.await.unwrap().unwrap();
+}
