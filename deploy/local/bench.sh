@@ -24,18 +24,21 @@ export SECPIPE__KAFKA__BROKERS="${BENCH_BROKERS:-127.0.0.1:19092}"
 export SECPIPE__STACK__BROKER_STORAGE=memory
 export SECPIPE__STACK__STATE_DIR=.secpipe/bench
 "$REPO_ROOT/deploy/local/install.sh"
-"$REPO_ROOT/deploy/local/up.sh"
 say "building secpipe (release)"
 cargo build --release --quiet --bin secpipe || die "release build failed"
+# Each bench starts on a fresh memory broker and ClickHouse: tansu's memory storage keeps every
+# record of every earlier run (3.6 GB resident after eight pipeline runs), so a bench never
+# measures what the ones before it left behind.
+bench() {
+    "$REPO_ROOT/deploy/local/down.sh" >/dev/null 2>&1 || true
+    "$REPO_ROOT/deploy/local/up.sh"
+    "$REPO_ROOT/target/release/secpipe" bench "$@"
+}
 case "${1:-all}" in
     gateway | processor | loader | pipeline | notify)
         what=$1; shift
-        "$REPO_ROOT/target/release/secpipe" bench "$what" "$@" ;;
+        bench "$what" "$@" ;;
     all)
-        "$REPO_ROOT/target/release/secpipe" bench gateway
-        "$REPO_ROOT/target/release/secpipe" bench processor
-        "$REPO_ROOT/target/release/secpipe" bench loader
-        "$REPO_ROOT/target/release/secpipe" bench pipeline
-        "$REPO_ROOT/target/release/secpipe" bench notify ;;
+        for what in gateway processor loader pipeline notify; do bench "$what"; done ;;
     *) die "unknown bench '$1' (gateway, processor, loader, pipeline, notify, redact)" ;;
 esac
