@@ -125,6 +125,9 @@ pub const LEAKS: &[Leak] = &[
     text("Google OAuth token", "ya29.Corpus76Ej2vZ0FNK5an46ExHc7BJaq2QE4cZImreQ4djjoUkw_7a7cRSk00kARtptjX", "ya29.Corpus76Ej2vZ0FNK5an46ExHc7BJaq2QE4cZImreQ4djjoUkw_7a7cRSk00kARtptjX"),
     text("YAML k: v", "  db_password:   'corpus77 quoted pw'", "corpus77 quoted pw"),
     text("flag --k=v", "--db-pass=corpus78DbPass", "corpus78DbPass"),
+    text("mysql -p<password>", "mysql -h orders-db -uroot -pCorpus79MysqlPw orders", "Corpus79MysqlPw"),
+    text("mysql -p<password>", "sh -c '/usr/bin/mysqldump -u app -p\"Corpus80 quoted\" shop > /tmp/d.sql'", "Corpus80 quoted"),
+    Leak { rule: "mysql -p<password> in arguments", shape: Shape::Args(&["/usr/bin/mariadb-dump", "-uroot", "-pCorpus81ArgvPw", "shop"]), secret: "Corpus81ArgvPw" },
 ];
 
 /// Strings that look like secrets and are not: they must survive redaction byte for byte.
@@ -177,4 +180,8 @@ pub const LOOK_ALIKES: &[(Option<&str>, &str)] = &[
     (None, "v1.2.3-rc.1+build.5"),
     (None, "keytool -list -keystore /etc/ssl/ks.jks"),
     (None, "Content-Type: application/json"),
+    (None, "mysql -h orders-db -P3306 -uapp -p orders"),
+    (None, "ssh -p 2222 deploy@bastion"),
+    (None, "tar -pxf /tmp/backup.tar"),
+    (None, "mysqld --port=3306 -pidfile"),
 ];

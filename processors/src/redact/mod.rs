@@ -340,11 +340,24 @@ impl Redactor {
     }
 
     /// Arguments of a process or call: each is scanned as text, and the argument after a flag
-    /// naming a secret (`--password`, `-storepass`) is its value.
+    /// naming a secret (`--password`, `-storepass`) is its value. After a MySQL or MariaDB
+    /// client program (`mysql`, `/usr/bin/mysqldump`, `mariadb-dump`), `-p<password>` keeps its
+    /// `-p` and loses its value.
     pub fn redact_arguments(&self, args: &mut [String]) -> usize {
         let mut n = 0;
         let mut value_of: Option<KeyKind> = None;
+        let mut db_client = false;
         for arg in args.iter_mut() {
+            if db_client && !arg.starts_with("--") {
+                if let Some(password) = arg.strip_prefix("-p").filter(|v| !v.is_empty()) {
+                    if !is_redacted(password) {
+                        *arg = format!("-p{}", self.fingerprint(password));
+                        n += 1;
+                    }
+                    continue;
+                }
+            }
+            db_client |= scan::is_db_client(arg);
             if let Some(kind) = value_of.take() {
                 if !arg.starts_with("--") {
                     let secret = match kind {

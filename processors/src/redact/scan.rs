@@ -13,6 +13,87 @@ const KEY_WORDS: &[&str] = &[
     "nonce", "code",
 ];
 
+/// MySQL and MariaDB client programs (`mysql`, `mysqldump`, `mariadb-dump`, ...): they take the
+/// password attached to `-p` (`-pS3cret`); a lone `-p` asks for it.
+const DB_CLIENTS: &[&str] = &["mysql", "mariadb"];
+
+/// Whether `word` (a path or a program name) is a MySQL or MariaDB client program.
+pub fn is_db_client(word: &str) -> bool {
+    let name = word.rsplit('/').next().unwrap_or(word).as_bytes();
+    let starts =
+        |p: &str| name.len() >= p.len() && name[..p.len()].eq_ignore_ascii_case(p.as_bytes());
+    // The servers (`mysqld`, `mysqld_safe`, `mariadbd`) take no password.
+    let server = ["mysqld", "mariadbd"]
+        .iter()
+        .any(|d| starts(d) && matches!(name.get(d.len()), None | Some(b'_' | b'-')));
+    // Program names are lower case: `MYSQL_PWD` or `MySQL` in prose are not programs.
+    DB_CLIENTS.iter().any(|c| starts(c))
+        && !server
+        && name
+            .iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
+}
+
+/// After a client program's name at `s..e`, the value of every `-p<password>` of the same
+/// command (up to `;`, `|`, `&` or a line end).
+fn attached_passwords(b: &[u8], s: usize, e: usize, spans: &mut Vec<(usize, usize)>) {
+    // The name must be a whole word in command position: `mysqld` or `my-mysql-notes` are not
+    // clients, `/usr/bin/mysql` and `mysqldump` are.
+    if s > 0
+        && !matches!(
+            b[s - 1],
+            b' ' | b'\t' | b'/' | b'"' | b'\'' | b'=' | b'(' | b';' | b'|' | b'&'
+        )
+    {
+        return;
+    }
+    let mut p = e;
+    while p < b.len() && (b[p].is_ascii_alphanumeric() || b[p] == b'-' || b[p] == b'_') {
+        p += 1;
+    }
+    if std::str::from_utf8(&b[s..p]).map_or(true, |w| !is_db_client(w)) {
+        return;
+    }
+    while p < b.len() {
+        match b[p] {
+            b';' | b'|' | b'&' | b'\n' => return,
+            b' ' | b'\t' => p += 1,
+            _ => {
+                let token = p;
+                if b[p..].starts_with(b"-p")
+                    && b.get(p + 2).is_some_and(|&c| c != b' ' && c != b'\t')
+                {
+                    let vs = p + 2;
+                    let ve = match b[vs] {
+                        q @ (b'"' | b'\'') => closing_quote(b, vs + 1, q),
+                        _ => {
+                            vs + b[vs..]
+                                .iter()
+                                .take_while(|&&c| {
+                                    !matches!(c, b' ' | b'\t' | b'\n' | b';' | b'|' | b'&')
+                                })
+                                .count()
+                        }
+                    };
+                    let (vs, ve) = if matches!(b[vs], b'"' | b'\'') {
+                        (vs + 1, ve)
+                    } else {
+                        (vs, ve)
+                    };
+                    if ve > vs {
+                        spans.push((vs, ve));
+                    }
+                    p = ve.max(token + 1);
+                    continue;
+                }
+                while p < b.len() && !matches!(b[p], b' ' | b'\t' | b'\n' | b';' | b'|' | b'&') {
+                    p += 1;
+                }
+            }
+        }
+    }
+}
+
 /// Webhook URLs whose path is the credential: the rest of the path after the literal is secret.
 const SECRET_PATHS: &[&str] = &[
     "hooks.slack.com/services/",
@@ -217,6 +298,16 @@ impl Scanner {
         for m in self.automaton.find_overlapping_iter(text) {
             let t = self.triggers[m.pattern().as_usize()];
             self.on_trigger(b, text, t, m.start(), m.end(), &mut key_done, spans);
+        }
+        // A MySQL client's `-p<password>`: looked for only in text holding ` -p` (one SIMD
+        // search), not through the automaton, whose prefilter a frequent first letter would
+        // slow for every string.
+        if memchr::memmem::find(b, b" -p").is_some() {
+            for client in DB_CLIENTS {
+                for s in memchr::memmem::find_iter(b, client.as_bytes()) {
+                    attached_passwords(b, s, s + client.len(), spans);
+                }
+            }
         }
     }
 

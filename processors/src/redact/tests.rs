@@ -471,3 +471,27 @@ fn random_text_of_trigger_fragments_and_multibyte_characters_never_panics() {
         );
     }
 }
+
+#[test]
+fn a_mysql_password_attached_to_p_loses_its_value_and_keeps_the_flag() {
+    let r = redactor();
+    let (out, n) = redact("mysql -h db -uroot -pS3cret-attached orders; ls -p /tmp");
+    assert_eq!(n, 1, "{out}");
+    assert!(out.starts_with("mysql -h db -uroot -predacted:"), "{out}");
+    assert!(out.ends_with(" orders; ls -p /tmp"), "{out}");
+    // In an argument list, after the client program; a lone -p (a prompt) and -P (the port)
+    // stay, and so does everything of a program that is not a client.
+    let mut args: Vec<String> = ["mysqldump", "-P3306", "-p", "-pArgvS3cret", "shop"]
+        .map(String::from)
+        .to_vec();
+    assert_eq!(r.redact_arguments(&mut args), 1);
+    assert_eq!(args[..3], ["mysqldump", "-P3306", "-p"]);
+    assert!(
+        args[3].starts_with("-predacted:") && args[4] == "shop",
+        "{args:?}"
+    );
+    let mut args: Vec<String> = ["cp", "-pr", "a", "b"].map(String::from).to_vec();
+    assert_eq!(r.redact_arguments(&mut args), 0);
+    let mut args: Vec<String> = ["/usr/sbin/mysqld", "-pidfile"].map(String::from).to_vec();
+    assert_eq!(r.redact_arguments(&mut args), 0);
+}
