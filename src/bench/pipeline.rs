@@ -32,6 +32,16 @@ pub struct Latency {
     pub p99_ms: f64,
 }
 
+impl Latency {
+    /// Its p50 and p99 as figures named `<label> p50, paced load` and `... p99 ...`.
+    fn figures(&self, label: &str) -> [Figure; 2] {
+        [
+            Figure::new(format!("{label} p50, paced load"), self.p50_ms, "ms"),
+            Figure::new(format!("{label} p99, paced load"), self.p99_ms, "ms"),
+        ]
+    }
+}
+
 /// Figures of one whole-pipeline run.
 #[derive(Debug)]
 pub struct PipelineFigures {
@@ -78,39 +88,15 @@ impl Figures for PipelineFigures {
             "events/s",
         ));
         for l in &self.latency {
-            f.push(Figure::new(
-                format!("{} ack -> visible in ClickHouse p50, paced load", l.what),
-                l.p50_ms,
-                "ms",
-            ));
-            f.push(Figure::new(
-                format!("{} ack -> visible in ClickHouse p99, paced load", l.what),
-                l.p99_ms,
-                "ms",
-            ));
+            f.extend(l.figures(&format!("{} ack -> visible in ClickHouse", l.what)));
         }
         for l in &self.stages {
-            f.push(Figure::new(
-                format!("{} p50, paced load", l.what),
-                l.p50_ms,
-                "ms",
-            ));
-            f.push(Figure::new(
-                format!("{} p99, paced load", l.what),
-                l.p99_ms,
-                "ms",
-            ));
+            f.extend(l.figures(&l.what));
         }
-        f.push(Figure::new(
-            "visibility check: one round of the poller's queries p50, paced load",
-            self.poll.p50_ms,
-            "ms",
-        ));
-        f.push(Figure::new(
-            "visibility check: one round of the poller's queries p99, paced load",
-            self.poll.p99_ms,
-            "ms",
-        ));
+        f.extend(
+            self.poll
+                .figures("visibility check: one round of the poller's queries"),
+        );
         let produce = self.records_produced as f64 / self.seconds;
         let consume = self.records_consumed as f64 / self.seconds;
         f.push(Figure::new(
