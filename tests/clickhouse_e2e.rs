@@ -823,3 +823,61 @@ async fn a_caught_up_loader_writes_at_once_and_telemetry_rows_read_back_as_the_e
     trigger.trigger();
     task.await.unwrap().unwrap();
 }
+
+/// Retention on this server drops whole expired partitions: a telemetry day older than
+/// `retention.telemetry_days`, and the months of `host_packages` and of the notifier's attempts
+/// and outbox that are wholly older than theirs. What is recent stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_expired_days_and_whole_expired_months() {
+    let mut s = settings("retentionparts");
+    fresh_database(&mut s).await;
+    let client = s.clickhouse.client();
+    for sql in [
+        "INSERT INTO telemetry_events (event_id, event_type, event_time, event_time_us) \
+         VALUES ('old', 'file', now() - 40 * 86400, 1), ('new', 'file', now(), 2)",
+        "INSERT INTO host_packages (host, event_id, observed_at, name) \
+         VALUES ('h', 'old', now() - 100 * 86400, 'a'), ('h', 'new', now(), 'b')",
+        "INSERT INTO notification_deliveries \
+         (notification_id, integration, endpoint, attempt, latency_ms, at) \
+         VALUES ('old', 'w', 'e', 1, 1, (toUInt64(now()) - 200 * 86400) * 1000), \
+         ('new', 'w', 'e', 1, 1, toUInt64(now()) * 1000)",
+        "INSERT INTO notification_outbox \
+         (notification_id, integration, endpoint_index, notification, record, queued_at) \
+         VALUES ('old', 'w', 0, '', '', (toUInt64(now()) - 200 * 86400) * 1000), \
+         ('new', 'w', 0, '', '', toUInt64(now()) * 1000)",
+    ] {
+        client.query(sql).execute().await.unwrap();
+    }
+    let report = secpipe_sinks::clickhouse::retention::run(
+        &s.clickhouse,
+        &s.retention,
+        s.processors.admin_events.retention_secs,
+    )
+    .await
+    .unwrap();
+    let mut tables: Vec<&str> = report
+        .dropped
+        .iter()
+        .map(|d| d.split('/').next().unwrap())
+        .collect();
+    tables.sort();
+    assert_eq!(
+        tables,
+        [
+            "host_packages",
+            "notification_deliveries",
+            "notification_outbox",
+            "telemetry_events"
+        ],
+        "{report:?}"
+    );
+    for (table, id) in [
+        ("telemetry_events", "event_id"),
+        ("host_packages", "event_id"),
+        ("notification_deliveries", "notification_id"),
+        ("notification_outbox", "notification_id"),
+    ] {
+        let left: Vec<String> = rows(&s, &format!("SELECT {id} FROM {table}")).await;
+        assert_eq!(left, ["new"], "{table}");
+    }
+}

@@ -1,5 +1,7 @@
-//! Expiry of old data. Day-partitioned tables are expired by dropping whole partitions older than
-//! their retention, which works on every server version (ClickHouse 18.16 has no table TTL).
+//! Expiry of old data. Tables are expired by dropping whole partitions older than their
+//! retention, which works on every server version (ClickHouse 18.16 has no table TTL): a day
+//! partition (`YYYYMMDD`) once its day is, a month partition (`YYYYMM`: `host_packages` and the
+//! notifier's tables) once its whole month is, so those keep up to a month more.
 //! On servers with TTL (19.6 and later) the tables also get an equivalent TTL, so they expire
 //! between runs as well. Admin events are the exception: their retention can change at run time
 //! and applies to existing events, so each run deletes the versions last seen longer ago than the
@@ -24,6 +26,12 @@ pub struct RetentionConfig {
     pub heartbeat_days: u32,
     /// Days of `scan_failures`. Default 30.
     pub scan_failures_days: u32,
+    /// Days of `host_packages` (month partitions). Default 30.
+    pub host_packages_days: u32,
+    /// Days of the notifier's attempts and outbox (`notification_deliveries`,
+    /// `notification_outbox`; month partitions). Default 90. A restart resumes deliveries
+    /// queued within `notify.resume_within_hours`, far less.
+    pub notifications_days: u32,
 }
 
 impl Default for RetentionConfig {
@@ -33,11 +41,14 @@ impl Default for RetentionConfig {
             telemetry_days: 30,
             heartbeat_days: 90,
             scan_failures_days: 30,
+            host_packages_days: 30,
+            notifications_days: 90,
         }
     }
 }
 
-/// One table's rule: partitions (`YYYYMMDD`) older than `keep_days` days before today go.
+/// One table's rule: partitions (`YYYYMMDD` or `YYYYMM`) wholly older than `keep_days` days
+/// before today go.
 struct Rule {
     table: &'static str,
     keep_days: u32,
@@ -62,7 +73,34 @@ fn rules(cfg: &RetentionConfig) -> Vec<Rule> {
             keep_days: cfg.scan_failures_days,
             ttl: format!("occurred_at + INTERVAL {} DAY", cfg.scan_failures_days),
         },
+        Rule {
+            table: "host_packages",
+            keep_days: cfg.host_packages_days,
+            ttl: format!("observed_at + INTERVAL {} DAY", cfg.host_packages_days),
+        },
+        Rule {
+            table: "notification_deliveries",
+            keep_days: cfg.notifications_days,
+            ttl: format!("at_time + INTERVAL {} DAY", cfg.notifications_days),
+        },
+        Rule {
+            table: "notification_outbox",
+            keep_days: cfg.notifications_days,
+            ttl: format!("queued_time + INTERVAL {} DAY", cfg.notifications_days),
+        },
     ]
+}
+
+/// Whether partition `p` (`YYYYMMDD` or `YYYYMM`, as `system.parts` shows it) holds only data
+/// older than `cutoff` (`YYYYMMDD`): a day before it, or a month before its month.
+fn expired(p: &str, cutoff: u32) -> Option<bool> {
+    let p = p.trim_matches('\'');
+    let n: u32 = p.parse().ok()?;
+    match p.len() {
+        8 => Some(n < cutoff),
+        6 => Some(n < cutoff / 100),
+        _ => None,
+    }
 }
 
 /// `(major, minor)` of a `SELECT version()` answer such as `18.16.1` or `24.8.4.13`.
@@ -145,13 +183,11 @@ pub async fn run(
             .await
             .map_err(classify)?;
         for p in partitions {
-            let Ok(day) = p.trim_matches('\'').parse::<u32>() else {
-                continue;
-            };
-            if day < cutoff {
+            if expired(&p, cutoff) == Some(true) {
+                let id = p.trim_matches('\'');
                 client
                     .query(&format!(
-                        "ALTER TABLE {}{} DROP PARTITION {day}",
+                        "ALTER TABLE {}{} DROP PARTITION {id}",
                         ch.storage_table(rule.table),
                         ch.on_cluster()
                     ))
@@ -160,10 +196,10 @@ pub async fn run(
                     .map_err(classify)?;
                 tracing::info!(
                     table = rule.table,
-                    partition = day,
+                    partition = id,
                     "expired partition dropped"
                 );
-                report.dropped.push(format!("{}/{day}", rule.table));
+                report.dropped.push(format!("{}/{id}", rule.table));
             }
         }
     }
@@ -216,5 +252,17 @@ mod tests {
         assert!(has_table_ttl(parse_version("19.6.2.11").unwrap()));
         assert!(has_table_ttl(parse_version("24.8.4.13").unwrap()));
         assert_eq!(parse_version("garbage"), None);
+    }
+
+    #[test]
+    fn a_partition_expires_once_all_of_it_is_older_than_the_cutoff() {
+        assert_eq!(expired("20261130", 20261201), Some(true));
+        assert_eq!(expired("20261201", 20261201), Some(false));
+        // A month goes only once the cutoff is in a later month.
+        assert_eq!(expired("202610", 20261101), Some(true));
+        assert_eq!(expired("202611", 20261130), Some(false));
+        assert_eq!(expired("'202609'", 20261015), Some(true));
+        assert_eq!(expired("tuple()", 20261015), None);
+        assert_eq!(expired("2026", 20261015), None);
     }
 }
