@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     changelog::{self, APPLIED, CLAIM_HEADER, SNAPSHOT},
     member::{Member, Ownership},
-    runtime::{origin_of, DeadLetters, Shutdown},
+    runtime::{origin_of, BatchTimer, DeadLetters, Shutdown},
 };
 
 /// The processor runtime's settings (section `[processors]`, with one sub-section per processor).
@@ -152,13 +152,7 @@ where
         in_batch: 0,
     };
     let live = crate::ops::liveness(&stage);
-    let max_wait = Duration::from_millis(cfg.batch_max_wait_ms);
-    let min_wait = Duration::from_millis(cfg.batch_min_wait_ms.min(cfg.batch_max_wait_ms));
-    let mut deadline = tokio::time::Instant::now() + max_wait;
-    // When the batch's first record arrived: once it is `min_wait` old and no further record
-    // is ready (the consumer has caught up), the batch is flushed without waiting out
-    // `max_wait`. Under backlog records are always ready and batches fill.
-    let mut opened = tokio::time::Instant::now();
+    let mut timer = BatchTimer::new(cfg.batch_min_wait_ms, cfg.batch_max_wait_ms);
     let consumed = metrics::counter!("secpipe_records_consumed_total", "stage" => stage.clone(), "topic" => run.input.clone());
     let mut observe_tick = tokio::time::interval(Duration::from_secs(5));
     let mut ticker = tokio::time::interval(Duration::from_millis(cfg.tick_interval_ms));
@@ -167,7 +161,7 @@ where
     loop {
         live.beat();
         let lingering = run.in_batch > 0;
-        let lingered = lingering && tokio::time::Instant::now() >= opened + min_wait;
+        let lingered = lingering && tokio::time::Instant::now() >= timer.early();
         let flush_now = tokio::select! {
             biased;
             _ = shutdown.wait() => break,
@@ -175,7 +169,7 @@ where
                 run.on_ownership(&member, &mut shutdown).await?;
                 false
             }
-            _ = tokio::time::sleep_until(deadline), if run.has_pending() => true,
+            _ = tokio::time::sleep_until(timer.deadline()), if run.has_pending() => true,
             _ = observe_tick.tick() => {
                 member.observe();
                 false
@@ -209,13 +203,12 @@ where
                     continue; // not ours, or read again after the seek
                 }
                 if run.in_batch == 0 {
-                    opened = tokio::time::Instant::now();
-                    deadline = opened + max_wait;
+                    timer.open();
                 }
                 run.process(&msg).await?;
                 run.in_batch >= cfg.batch_max_records
             }
-            _ = tokio::time::sleep_until(opened + min_wait), if lingering && !lingered => false,
+            _ = tokio::time::sleep_until(timer.early()), if lingering && !lingered => false,
             // Reached only when no record was ready: the consumer has read all it fetched.
             _ = std::future::ready(()), if lingered => true,
         };

@@ -143,6 +143,44 @@ impl<R> Batch<R> {
     }
 }
 
+/// The time side of batching, shared by sinks and processors. A batch is due
+/// `batch_max_wait_ms` after its first record arrived, or already `batch_min_wait_ms` after it
+/// once the stage has caught up: it has read every record it fetched and none is ready (group
+/// commit: under a backlog records are always ready, and a batch grows while the previous one
+/// is written).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchTimer {
+    opened: tokio::time::Instant,
+    min_wait: Duration,
+    max_wait: Duration,
+}
+
+impl BatchTimer {
+    /// The minimum wait is capped at the maximum.
+    pub(crate) fn new(min_wait_ms: u64, max_wait_ms: u64) -> Self {
+        Self {
+            opened: tokio::time::Instant::now(),
+            min_wait: Duration::from_millis(min_wait_ms.min(max_wait_ms)),
+            max_wait: Duration::from_millis(max_wait_ms),
+        }
+    }
+
+    /// The batch got its first record now.
+    pub(crate) fn open(&mut self) {
+        self.opened = tokio::time::Instant::now();
+    }
+
+    /// When the batch is due, caught up or not.
+    pub(crate) fn deadline(&self) -> tokio::time::Instant {
+        self.opened + self.max_wait
+    }
+
+    /// From when the batch is due if the stage has caught up.
+    pub(crate) fn early(&self) -> tokio::time::Instant {
+        self.opened + self.min_wait
+    }
+}
+
 /// Runs a sink until `shutdown`: reads `topic` in consumer group `cfg.group_id`, decodes each
 /// record with `decoder`, writes batches by size and time, and commits after each written
 /// batch. One batch is written while the next is read and decoded (two in hand at most), so
@@ -168,18 +206,13 @@ where
     let member = Member::join(kafka, stage, &cfg.group_id, topic)?;
     let live = crate::ops::liveness(stage);
     let dlq = DeadLetters::new(kafka, stage)?;
-    let max_wait = Duration::from_millis(cfg.batch_max_wait_ms);
-    let min_wait = Duration::from_millis(cfg.batch_min_wait_ms.min(cfg.batch_max_wait_ms));
     let mut batch = Batch::new(cfg.batch_max_rows);
     let mut spare: Option<Batch<S::Record>> = None;
     let mut idle_sink = Some(sink);
     let mut in_flight: Option<Written<'_, S, S::Record>> = None;
-    let mut deadline = tokio::time::Instant::now() + max_wait;
-    // When the batch's first record arrived, and whether the consumer has since read all it
-    // had fetched (nothing more was ready): a caught-up batch is written once it is
-    // `min_wait` old instead of waiting out `max_wait` (group commit: under load, the batch
-    // grows while the previous one is written).
-    let mut opened = tokio::time::Instant::now();
+    let mut timer = BatchTimer::new(cfg.batch_min_wait_ms, cfg.batch_max_wait_ms);
+    // Whether the stage has read all it fetched (nothing more was ready) since the batch
+    // lingered `batch_min_wait_ms`: the batch is then due.
     let mut drained = false;
     let consumed = metrics::counter!("secpipe_records_consumed_total", "stage" => stage.to_string(), "topic" => topic.to_string());
     let batch_rows = metrics::histogram!("secpipe_batch_rows", "stage" => stage.to_string());
@@ -214,7 +247,7 @@ where
         member.ownership_changes();
         let full = batch.records.len() >= cfg.batch_max_rows;
         let now = tokio::time::Instant::now();
-        let due = !batch.is_empty() && (full || drained || now >= deadline);
+        let due = !batch.is_empty() && (full || drained || now >= timer.deadline());
         if due && in_flight.is_none() {
             drained = false;
             let next = spare
@@ -227,7 +260,7 @@ where
             in_flight = Some(launch(sink, b, shutdown.clone()));
         }
         let lingering = !batch.is_empty() && in_flight.is_none();
-        let lingered = lingering && now >= opened + min_wait;
+        let lingered = lingering && now >= timer.early();
         tokio::select! {
             biased;
             _ = shutdown.wait() => break false,
@@ -241,16 +274,16 @@ where
                 b.clear();
                 spare = Some(b);
             }
-            _ = tokio::time::sleep_until(deadline), if !batch.is_empty() && in_flight.is_none() => {}
+            _ = tokio::time::sleep_until(timer.deadline()), if !batch.is_empty() && in_flight.is_none() => {}
             _ = observe_tick.tick() => member.observe(),
             _ = late_tick.tick(), if idle_sink.is_some() => {
                 let sink = idle_sink.as_mut().expect("guarded");
                 dead_letter_late(sink, stage, topic, &dlq).await?;
             }
             _ = member.changed() => {}
-            _ = tokio::time::sleep_until(full_since.map_or(deadline, |t| t + PAUSE_AFTER)),
+            _ = tokio::time::sleep_until(full_since.map_or(timer.deadline(), |t| t + PAUSE_AFTER)),
                 if full_since.is_some() && !member.is_paused() => {}
-            _ = tokio::time::sleep_until(opened + min_wait), if lingering && !lingered => {}
+            _ = tokio::time::sleep_until(timer.early()), if lingering && !lingered => {}
             // While paused, polling goes on; a record that arrives anyway joins the batch.
             msg = member.recv(), if !full || member.is_paused() => {
                 let msg = match msg {
@@ -261,8 +294,7 @@ where
                     }
                 };
                 if batch.is_empty() {
-                    opened = tokio::time::Instant::now();
-                    deadline = opened + max_wait;
+                    timer.open();
                 }
                 consumed.increment(1);
                 let origin = origin_of(&msg);
