@@ -49,8 +49,12 @@ impl Receiver {
             headers: axum::http::HeaderMap,
             body: String,
         ) -> StatusCode {
-            let index = {
+            // Whether to answer is decided and marked under one lock: concurrent requests
+            // never both take the last answer before `hold_after`.
+            let answer = {
                 let mut log = r.log.lock().unwrap();
+                let acked = log.iter().filter(|q| q.acked).count();
+                let answer = acked < r.hold_after.load(Ordering::SeqCst);
                 log.push(Request {
                     path: uri.to_string(),
                     webhook_id: headers
@@ -59,17 +63,15 @@ impl Receiver {
                         .map(str::to_string),
                     body,
                     at: Instant::now(),
-                    acked: false,
+                    acked: answer,
                 });
-                let acked = log.iter().filter(|q| q.acked).count();
-                (acked < r.hold_after.load(Ordering::SeqCst)).then_some(log.len() - 1)
+                answer
             };
-            let Some(index) = index else {
+            if !answer {
                 // Hung: never answers; dropped when the sender goes away.
                 std::future::pending::<()>().await;
                 unreachable!()
-            };
-            r.log.lock().unwrap()[index].acked = true;
+            }
             StatusCode::OK
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
