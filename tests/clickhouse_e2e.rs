@@ -444,14 +444,17 @@ async fn a_clickhouse_outage_mid_stream_holds_offsets_and_loses_nothing() {
             .unwrap();
         n
     };
-    eventually(60, "the first 100 rows", || async {
-        (rows_now(s.clone()).await == 100).then_some(())
+    let group = format!("{}.scan_results", s.loader.group_id);
+    // Commits after a write are not waited for: wait until the first 100 are committed too.
+    eventually(60, "the first 100 rows, committed", || async {
+        (rows_now(s.clone()).await == 100
+            && committed(&s, &group, &s.kafka.topics.scan_results) == 100)
+            .then_some(())
     })
     .await;
 
     proxy.cut();
     produce_many(&s, &s.kafka.topics.scan_results, &batch(100, 300)).await;
-    let group = format!("{}.scan_results", s.loader.group_id);
     let before = committed(&s, &group, &s.kafka.topics.scan_results);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
@@ -777,18 +780,36 @@ async fn a_caught_up_loader_writes_at_once_and_telemetry_rows_read_back_as_the_e
         .collect();
     produce_many(&s, &s.kafka.topics.telemetry_clean, &encoded).await;
     let client = s.clickhouse.client();
-    eventually(30, "every event in telemetry_events", || {
-        let client = client.clone();
-        let want = events.len() as u64;
-        async move {
-            let n: u64 = client
-                .query("SELECT count() FROM telemetry_events")
-                .fetch_one()
-                .await
-                .ok()?;
-            (n == want).then_some(())
-        }
-    })
+    // Both tables of the write: the two inserts run side by side, so either may land first.
+    let packages: u64 = events
+        .iter()
+        .map(|e| match e {
+            TelemetryEvent::HostEnvironment(h) => h.packages.len() as u64,
+            _ => 0,
+        })
+        .sum();
+    // 60 s covers the group join on a loaded machine and is still half of batch_max_wait_ms.
+    eventually(
+        60,
+        "every event in telemetry_events and host_packages",
+        || {
+            let client = client.clone();
+            let want = events.len() as u64;
+            async move {
+                let n: u64 = client
+                    .query("SELECT uniqExact(event_id) FROM telemetry_events")
+                    .fetch_one()
+                    .await
+                    .ok()?;
+                let p: u64 = client
+                    .query("SELECT count() FROM host_packages")
+                    .fetch_one()
+                    .await
+                    .ok()?;
+                (n == want && p >= packages).then_some(())
+            }
+        },
+    )
     .await;
     for e in &events {
         let env = e.envelope();

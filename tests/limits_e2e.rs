@@ -91,6 +91,11 @@ async fn records_too_large_for_the_topics_are_dead_lettered_truncated_and_the_st
     let (trigger, shutdown) = Shutdown::new();
     let task = tokio::spawn(roles::processor(s.clone(), Proc::Telemetry, shutdown));
     wait_clean(&s, "small-after").await;
+    // The junk record's key may be on another partition than the events: wait for its letter.
+    eventually(60, "both dead letters", || async {
+        (records_in(&s, &s.kafka.topics.dead_letter) >= 2).then_some(())
+    })
+    .await;
     trigger.trigger();
     task.await.unwrap().unwrap();
 

@@ -146,7 +146,9 @@ async fn a_hung_endpoint_delays_another_integration_by_at_most_200_ms() {
     s.notifier.group_id = format!("{}.notify", s.loader.group_id);
     s.notifier.batch_max_wait_ms = 10;
     s.notify = serde_json::from_value(json!({
-        "retry": {"max_attempts": 3, "initial_backoff_ms": 100, "max_backoff_ms": 200, "timeout_ms": 10000},
+        // The attempt timeout outlasts the test: a timed-out attempt would be sent again and
+        // count as another held request.
+        "retry": {"max_attempts": 3, "initial_backoff_ms": 100, "max_backoff_ms": 200, "timeout_ms": 60000},
         "integrations": {
             "fast": {"type": "webhook", "endpoints": [format!("{}/fast", fast.url)]},
             "hung": {"type": "webhook", "endpoints": [format!("{}/hung", hung.url)]}
@@ -213,7 +215,7 @@ async fn a_hung_endpoint_delays_another_integration_by_at_most_200_ms() {
     );
     assert!(held.iter().all(|r| !r.acked));
     // The median compares like with like (the broker's own jitter shows in single samples);
-    // head-of-line blocking would add the 10 s attempt timeout to every one of them.
+    // head-of-line blocking would add the 60 s attempt timeout to every one of them.
     assert!(
         typical <= base + Duration::from_millis(200),
         "a hung endpoint delayed another integration by {:?} (median {typical:?}, baseline {base:?})",

@@ -350,11 +350,14 @@ async fn restore_reads_from_the_latest_snapshot_and_the_state_is_exact() {
     task.await.unwrap().unwrap();
     let restores = metric("secpipe_state_restore_seconds_count") - restores_before;
     let read = metric("secpipe_state_restore_records_total") - read_before;
-    assert_eq!(restores, 2.0, "both partitions restored once");
-    eprintln!("restore read {read} of the changelog's {history} records");
+    // Both partitions restored; a late rebalance on tansu (the previous member's leave handled
+    // after this one joined) can move them once more, and each move restores again.
+    assert!(restores >= 2.0, "both partitions restored: {restores}");
+    let per_round = read / (restores / 2.0);
+    eprintln!("restore read {read} of the changelog's {history} records in {restores} restores");
     assert!(
-        read < history as f64 / 2.0,
-        "restore read {read} of {history} changelog records: it must start at a snapshot"
+        per_round < history as f64 / 2.0,
+        "restore read {per_round} of {history} changelog records per round: it must start at a snapshot"
     );
 
     let expected = expected_telemetry(&s);
@@ -409,7 +412,8 @@ async fn a_caught_up_processor_flushes_without_waiting_out_batch_max_wait() {
         })
         .collect();
     produce_many(&s, &s.kafka.topics.scan_failures, &input).await;
-    wait_consumed(&s, "admin-events", &s.kafka.topics.scan_failures, 30).await;
+    // 60 s covers the group join on a loaded machine and is still half of batch_max_wait_ms.
+    wait_consumed(&s, "admin-events", &s.kafka.topics.scan_failures, 60).await;
     assert_eq!(read_all(&s, &s.kafka.topics.admin_events).len(), 3);
     trigger.trigger();
     task.await.unwrap().unwrap();
