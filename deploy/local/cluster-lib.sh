@@ -12,10 +12,13 @@ node_http_port() { echo $((18122 + $1)); }
 node_tcp_port() { echo $((18999 + $1)); }
 node_interserver_port() { echo $((19099 + $1)); }
 
+# Serving, not only running: `ruok` says imok while ZooKeeper still loads its database, and a
+# ClickHouse node started then cannot load its replicated tables and exits. `srvr` names the
+# mode only once requests are served.
 zk_ok() {
     local reply
-    reply="$( (exec 3<>"/dev/tcp/127.0.0.1/$ZK_PORT" && printf ruok >&3 && timeout 2 cat <&3) 2>/dev/null)" || return 1
-    [ "$reply" = imok ]
+    reply="$( (exec 3<>"/dev/tcp/127.0.0.1/$ZK_PORT" && printf srvr >&3 && timeout 2 cat <&3) 2>/dev/null)" || return 1
+    [[ "$reply" == *"Mode: "* ]]
 }
 node_ok() { curl -fsS --max-time 2 "http://127.0.0.1:$(node_http_port "$1")/ping" >/dev/null 2>&1; }
 node_query() { curl -fsS --max-time 5 "http://127.0.0.1:$(node_http_port "$1")/" --data-binary "$2" 2>/dev/null; }
