@@ -140,16 +140,14 @@ async fn a_running_pipeline_serves_metrics_health_and_readiness_and_stops_on_sig
     proxy.cut();
     // Another stage can be briefly unready (a rebalance under load): wait for the 503 that
     // names ClickHouse.
-    let body = eventually(30, "/readyz to report ClickHouse", || async {
+    eventually(30, "/readyz to answer 503 naming ClickHouse", || async {
         let r = http.get(ops("/readyz")).send().await.ok()?;
         if r.status() != 503 {
             return None;
         }
-        let body = r.text().await.ok()?;
-        body.contains("ClickHouse").then_some(body)
+        r.text().await.ok()?.contains("ClickHouse").then_some(())
     })
     .await;
-    assert!(body.contains("ClickHouse"));
     proxy.restore();
 
     // SIGTERM: finish, commit, leave the group, exit, well within 30 s.

@@ -426,17 +426,11 @@ async fn sarif_from_bandit_uploaded_twice_is_stored_once_with_every_result() {
         line: Option<i32>,
         start_column: Option<i32>,
     }
-    // Loaded means committed by the loader: the two uploads' identical rows may already have
-    // been merged into one, so their count says nothing.
-    let loaded = |topic: &str, group: &str, at_least: i64| {
-        let written = records_in(&s, topic);
-        written >= at_least
-            && committed(&s, &format!("{}.{group}", s.loader.group_id), topic) >= written
-    };
+    // The two uploads' identical rows may already have been merged into one.
     let rows: Vec<Row> = eventually(120, "both uploads loaded", || async {
         let t = &s.kafka.topics;
-        if !(loaded(&t.findings, "findings", 2 * results.len() as i64)
-            && loaded(&t.scan_results, "scan_results", 2))
+        if !(loader_committed_all(&s, "findings", &t.findings, 2 * results.len() as i64)
+            && loader_committed_all(&s, "scan_results", &t.scan_results, 2))
         {
             return None;
         }

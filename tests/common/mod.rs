@@ -321,6 +321,14 @@ pub fn committed(s: &Settings, group: &str, topic: &str) -> i64 {
         .sum()
 }
 
+/// Whether the loader's consumer of `table` has committed all of `topic`, which holds at least
+/// `at_least` records: "loaded", where a row count cannot say it (a merge may already have
+/// collapsed identical rows).
+pub fn loader_committed_all(s: &Settings, table: &str, topic: &str, at_least: i64) -> bool {
+    let written = records_in(s, topic);
+    written >= at_least && committed(s, &format!("{}.{table}", s.loader.group_id), topic) >= written
+}
+
 /// Environment variables that make a `secpipe` child process use these test settings.
 pub fn child_env(s: &Settings) -> Vec<(String, String)> {
     let t = &s.kafka.topics;
